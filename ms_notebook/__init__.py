@@ -1,0 +1,63 @@
+"""ms-notebook: explore MindSpore checkpoints, plan transfer learning and watch training live in JupyterLab.
+
+The public API is listed in ``__all__``. Names are resolved lazily (PEP 562) so that ``import ms_notebook`` stays
+cheap and never imports MindSpore: only the parts that build or train networks do, and only when first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # checkpoint index (no MindSpore, no widgets)
+    "open_checkpoint": "ms_notebook.checkpoint",
+    "Checkpoint": "ms_notebook.checkpoint",
+    "TensorInfo": "ms_notebook.checkpoint",
+    "CheckpointError": "ms_notebook.checkpoint",
+    "compare": "ms_notebook.checkpoint.compare",
+    "CompareReport": "ms_notebook.checkpoint.compare",
+    "diff": "ms_notebook.checkpoint.diff",
+    "DiffReport": "ms_notebook.checkpoint.diff",
+    # MindSpore glue (no widgets)
+    "TransferPlan": "ms_notebook.transfer",
+    "TransferReport": "ms_notebook.transfer",
+    "LiveCurves": "ms_notebook.runs.curves",
+    "follow": "ms_notebook.runs.curves",
+    "Runner": "ms_notebook.runs.runner",
+    "available_devices": "ms_notebook.runs.devices",
+    # widgets (present and delegate)
+    "browse": "ms_notebook.widgets.browser",
+    "CheckpointBrowser": "ms_notebook.widgets.browser",
+    "TransferPanel": "ms_notebook.widgets.transfer_panel",
+    "Dashboard": "ms_notebook.widgets.dashboard",
+    "Studio": "ms_notebook.widgets.studio",
+}
+
+__all__ = [*_EXPORTS, "demo"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "demo":
+        return importlib.import_module("ms_notebook.demo")
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'ms_notebook' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    return [{"src": "labextension", "dest": "ms-notebook"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "ms_notebook.server"}]
