@@ -1,0 +1,252 @@
+"""The real-browser harness: JupyterLab served on 127.0.0.1 and Debian's Chromium driven by Playwright.
+
+Fixtures
+    lab    (session) a running JupyterLab: ``lab.url``, ``lab.token``, ``lab.root`` (its root folder, a temp dir)
+    page   (function) a fresh Chromium page already showing JupyterLab; a final screenshot is saved on teardown
+
+Helpers (import them: ``from tests.browser.conftest import ...`` is not needed, pytest exposes them as module
+functions here; test modules do ``from .conftest import write_notebook, open_notebook, run_cell, screenshot``)
+    write_notebook(lab, name, cells)   write a notebook of code cells into the lab's root
+    open_notebook(page, lab, name)     open it and wait for its kernel to be idle
+    run_cell(page, index)              run one cell (Shift+Enter, retried) and wait until it has finished
+    run_all(page)                      run every code cell in order
+    cell_output(page, index)           the output area of a cell, as a Playwright locator
+    screenshot(page, name)             save ``test-artifacts/<name>.png``
+
+Chromium comes from Debian (``make test`` installs it); ``playwright install`` is never used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SERVER_START_TIMEOUT_S = 120
+_PROMPT_NUMBER = re.compile(r"\[\d+\]")
+
+
+@dataclass
+class Lab:
+    """A JupyterLab server started for the tests."""
+
+    url: str
+    token: str
+    root: Path
+    log: Path
+
+    def lab_url(self, path: str = "") -> str:
+        """URL of ``/lab`` (or ``/lab/tree/<path>``) with the token."""
+        tail = f"/tree/{path}" if path else ""
+        return f"{self.url}/lab{tail}?token={self.token}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_server(url: str, token: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            request = urllib.request.Request(f"{url}/api/status", headers={"Authorization": f"token {token}"})
+            with urllib.request.urlopen(request, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"JupyterLab did not answer within {SERVER_START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """Start JupyterLab on 127.0.0.1, a free port and a random token, with isolated Jupyter directories."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: `make test` installs it (apt-get install chromium)")
+    base = tmp_path_factory.mktemp("lab")
+    root = base / "root"
+    root.mkdir()
+    dirs = {name: base / name for name in ("config", "data", "runtime", "ipython")}
+    for folder in dirs.values():
+        folder.mkdir()
+    # No "news" toast over the page.
+    (dirs["config"] / "labconfig").mkdir()
+    (dirs["config"] / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
+    token = secrets.token_hex(16)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
+        "JUPYTER_DATA_DIR": str(dirs["data"]),
+        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+        "IPYTHONDIR": str(dirs["ipython"]),
+        "GLOG_v": "3",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    }
+    command = [
+        sys.executable, "-m", "jupyterlab",
+        "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.disable_check_xsrf=False",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    log = base / "server.log"
+    with log.open("w") as log_file:
+        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_server(url, token, process, log)
+        yield Lab(url=url, token=token, root=root, log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def _browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(_browser, lab: Lab, request: pytest.FixtureRequest):
+    """A fresh page showing JupyterLab; its console errors are printed and a final screenshot kept."""
+    context = _browser.new_context(viewport={"width": 1440, "height": 960})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    console_errors: list[str] = []
+    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+    page.goto(lab.lab_url())
+    page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
+    page.wait_for_selector(".jp-LauncherCard, .jp-NotebookPanel", timeout=60_000)
+    yield page
+    try:
+        screenshot(page, f"{request.node.name}-final")
+    finally:
+        if console_errors:
+            print(f"browser console errors in {request.node.name}:", *console_errors[:20], sep="\n  ")
+        context.close()
+
+
+def write_notebook(lab: Lab, name: str, cells: list[str]) -> Path:
+    """Write a notebook of code cells (strings) into the lab's root and return its path."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = lab.root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, path)
+    return path
+
+
+def open_notebook(page, lab: Lab, name: str, timeout_ms: int = 90_000) -> None:
+    """Open a notebook from the lab's root and wait until its kernel is idle."""
+    page.goto(lab.lab_url(name))
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=timeout_ms)
+    page.wait_for_selector(
+        ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms
+    )
+
+
+def _prompt_text(cell) -> str:
+    return cell.locator(".jp-InputArea-prompt").first.inner_text().strip()
+
+
+def run_cell(page, index: int, timeout_ms: int = 120_000):
+    """Run code cell ``index`` of the open notebook; return the cell's locator once it has finished.
+
+    Shift+Enter can be lost while focus settles after a click, so it is retried until the prompt shows ``[*]`` or a
+    new execution count.
+    """
+    cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").nth(index)
+    cell.scroll_into_view_if_needed()
+    before = _prompt_text(cell)
+    for _ in range(10):
+        cell.locator(".jp-InputArea-prompt").first.click()
+        page.keyboard.press("Escape")
+        cell.locator(".jp-InputArea-prompt").first.click()
+        page.keyboard.press("Shift+Enter")
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            now = _prompt_text(cell)
+            if now != before or "*" in now:
+                break
+            time.sleep(0.1)
+        else:
+            continue
+        break
+    else:
+        raise AssertionError(f"cell {index} did not start running (prompt stays {before!r})")
+    deadline = time.monotonic() + timeout_ms / 1000
+    while time.monotonic() < deadline:
+        text = _prompt_text(cell)
+        if _PROMPT_NUMBER.search(text) and text != before:
+            return cell
+        time.sleep(0.2)
+    raise AssertionError(f"cell {index} did not finish within {timeout_ms} ms")
+
+
+def run_all(page, timeout_ms: int = 180_000) -> None:
+    """Run every code cell of the open notebook in order."""
+    cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+    for index in range(cells.count()):
+        if "jp-CodeCell" in (cells.nth(index).get_attribute("class") or ""):
+            run_cell(page, index, timeout_ms)
+
+
+def cell_output(page, index: int):
+    """The output area of cell ``index`` of the open notebook."""
+    cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+    return cells.nth(index).locator(".jp-OutputArea")
+
+
+def screenshot(page, name: str) -> Path:
+    """Save a screenshot as ``test-artifacts/<name>.png`` for a person to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
+    page.screenshot(path=str(path))
+    return path
