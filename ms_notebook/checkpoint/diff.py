@@ -1,0 +1,146 @@
+"""diff(a, b): what changed between two checkpoints ("what did fine-tuning actually move?").
+
+Per tensor present in both with the same shape: relative L2 change ``‖b − a‖ / ‖a‖`` (``inf`` when ``a`` is all zeros
+and ``b`` is not), computed in bounded chunks of the flattened tensors in float64, so a 1 GB tensor never needs 1 GB
+of extra memory. Also: tensors added (only in ``b``), removed (only in ``a``) and shape changes. Strings are compared
+for equality.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from os import PathLike
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+CHUNK_ELEMENTS = 1 << 20  # 1 Mi elements per chunk: 8 MiB per float64 chunk
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    """One name: ``status`` is changed, unchanged, added, removed, shape_changed or dtype_changed."""
+
+    name: str
+    status: str
+    group: str
+    shape_a: tuple[int, ...] | None
+    shape_b: tuple[int, ...] | None
+    rel_change: float = math.nan
+    l2_a: float = math.nan
+    max_abs_change: float = math.nan
+
+
+@dataclass
+class DiffReport:
+    rows: list[DiffRow]
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per name, sorted by relative change (largest first; added/removed/shape changes after)."""
+        cols = ["name", "status", "group", "shape_a", "shape_b", "rel_change", "l2_a", "max_abs_change"]
+        df = pd.DataFrame([{c: getattr(r, c) for c in cols} for r in self.rows], columns=cols)
+        return df.sort_values("rel_change", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+
+    def names(self, status: str) -> list[str]:
+        return [r.name for r in self.rows if r.status == status]
+
+    @property
+    def added(self) -> list[str]:
+        return self.names("added")
+
+    @property
+    def removed(self) -> list[str]:
+        return self.names("removed")
+
+    @property
+    def shape_changed(self) -> list[str]:
+        return self.names("shape_changed")
+
+    def change(self, name: str) -> float:
+        return next(r.rel_change for r in self.rows if r.name == name)
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for r in self.rows:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        lines = ["DiffReport(" + ", ".join(f"{v} {k}" for k, v in counts.items()) + ")"]
+        top = self.to_dataframe().head(10)
+        lines += [
+            f"  {row.rel_change:10.3e}  {row.name}" for row in top.itertuples() if not math.isnan(row.rel_change)
+        ]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        df = self.to_dataframe()
+        finite = df.rel_change.replace([np.inf], np.nan)
+        top = float(finite.max()) if finite.notna().any() else 0.0
+        rows = []
+        for r in df.head(200).itertuples():
+            value = r.rel_change
+            width = 0 if not np.isfinite(value) or top <= 0 else max(1, int(100 * value / top))
+            bar = f'<div style="background:var(--jp-brand-color1,#1976d2);height:8px;width:{width}px"></div>'
+            shown = "" if math.isnan(value) else f"{value:.3e}"
+            rows.append(f"<tr><td>{r.name}</td><td>{r.status}</td><td>{shown}</td><td>{bar}</td></tr>")
+        head = "<tr><th>name</th><th>status</th><th>relative L2 change</th><th></th></tr>"
+        return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _open(x: Any) -> Any:
+    if isinstance(x, str | PathLike):
+        from ms_notebook.checkpoint import open_checkpoint
+
+        return open_checkpoint(x)
+    return x
+
+
+def relative_change(a: np.ndarray, b: np.ndarray, chunk: int = CHUNK_ELEMENTS) -> tuple[float, float, float]:
+    """(‖b − a‖/‖a‖, ‖a‖, max |b − a|) over flattened arrays, in float64 chunks of ``chunk`` elements."""
+    fa, fb = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
+    sa = sd = 0.0
+    mx = 0.0
+    complex_ = np.iscomplexobj(fa) or np.iscomplexobj(fb)
+    for start in range(0, fa.size, chunk):
+        ca = fa[start : start + chunk].astype(np.complex128 if complex_ else np.float64)
+        cb = fb[start : start + chunk].astype(np.complex128 if complex_ else np.float64)
+        d = np.abs(cb - ca)
+        sa += float(np.sum(np.abs(ca) ** 2))
+        sd += float(np.sum(d**2))
+        if d.size:
+            mx = max(mx, float(np.max(d)))
+    na, nd = math.sqrt(sa), math.sqrt(sd)
+    rel = nd / na if na > 0 else (0.0 if nd == 0 else math.inf)
+    return rel, na, mx
+
+
+def diff(a: Any, b: Any) -> DiffReport:
+    """Compare checkpoint ``a`` (before) with ``b`` (after); paths or opened Checkpoints."""
+    ca, cb = _open(a), _open(b)
+    ea = {e.name: e for e in ca.entries}
+    eb = {e.name: e for e in cb.entries}
+    rows: list[DiffRow] = []
+    for name, x in ea.items():
+        group = getattr(x, "group", "weights")
+        y = eb.get(name)
+        sa = tuple(x.shape)
+        if y is None:
+            rows.append(DiffRow(name, "removed", group, sa, None))
+            continue
+        sb = tuple(y.shape)
+        if sa != sb:
+            rows.append(DiffRow(name, "shape_changed", group, sa, sb))
+            continue
+        if str(x.dtype) == "str" or str(y.dtype) == "str":
+            same = ca[name] == cb[name]
+            rows.append(DiffRow(name, "unchanged" if same else "changed", group, sa, sb, 0.0 if same else math.inf))
+            continue
+        rel, na, mx = relative_change(ca[name], cb[name])
+        status = "changed" if mx > 0 else "unchanged"
+        if str(x.dtype) != str(y.dtype):
+            status = "dtype_changed"
+        rows.append(DiffRow(name, status, group, sa, sb, rel, na, mx))
+    for name, y in eb.items():
+        if name not in ea:
+            rows.append(DiffRow(name, "added", getattr(y, "group", "weights"), None, tuple(y.shape)))
+    return DiffReport(rows)

@@ -1,0 +1,201 @@
+"""CheckpointBrowser: a checkpoint as an explorable tree with per-tensor details, compare colours and filters.
+
+Presents and delegates: the tree rules live in ``tree_model.TreeModel``, statistics in the checkpoint index,
+compatibility in ``checkpoint.compare`` and the details HTML in ``tensor_view``. Layout: a header (file, format, size,
+totals by dtype and group), a toolbar of toggles, then the tree view beside the details pane.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as W
+
+from ms_notebook.checkpoint.compare import PROBLEMS, CompareReport, compare
+from ms_notebook.widgets.tensor_view import DETAILS_CSS, details_html
+from ms_notebook.widgets.tree import TreeView
+from ms_notebook.widgets.tree_model import TreeModel, human_bytes, human_count
+
+
+@dataclass(frozen=True)
+class MissingParam:
+    """A network parameter the checkpoint lacks, shown as a row so the compare report is visible in the tree."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    numel: int
+    nbytes: int = 0
+    group: str = "weights"
+
+
+def _open(path_or_checkpoint: Any) -> Any:
+    if isinstance(path_or_checkpoint, str | os.PathLike):
+        from ms_notebook.checkpoint import open_checkpoint
+
+        return open_checkpoint(path_or_checkpoint)
+    return path_or_checkpoint
+
+
+def header_html(ck: Any) -> str:
+    """File, format, size, tensors, parameters, totals by dtype and by group."""
+    by_dtype: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_group: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for e in ck.entries:
+        by_dtype[str(e.dtype)][0] += 1
+        by_dtype[str(e.dtype)][1] += int(e.nbytes)
+        g = by_group[getattr(e, "group", "weights")]
+        g[0] += 1
+        g[1] += int(e.numel)
+        g[2] += int(e.nbytes)
+    dtypes = " · ".join(f"{html.escape(k)} {v[0]:,} ({human_bytes(v[1])})" for k, v in sorted(by_dtype.items()))
+    groups = " · ".join(
+        f"{html.escape(k)} {v[0]:,} tensors, {human_count(v[1])} values ({human_bytes(v[2])})"
+        for k, v in sorted(by_group.items())
+    )
+    name = os.path.basename(str(getattr(ck, "path", "")))
+    num_params = getattr(ck, "num_params", sum(int(e.numel) for e in ck.entries))
+    return (
+        '<div class="ms-browser-header">'
+        f'<div><b title="{html.escape(str(getattr(ck, "path", "")))}">{html.escape(name)}</b> · '
+        f"{html.escape(str(getattr(ck, 'format', '')))} · {human_bytes(getattr(ck, 'file_size', 0))} · "
+        f"{len(ck.entries):,} tensors · {human_count(int(num_params))} parameters</div>"
+        f'<div class="ms-sub">by dtype: {dtypes}</div><div class="ms-sub">by group: {groups}</div></div>'
+        "<style>.ms-browser-header{font-family:var(--jp-ui-font-family);font-size:var(--jp-ui-font-size1);"
+        "color:var(--jp-ui-font-color1);padding:2px 0}.ms-browser-header .ms-sub{color:var(--jp-ui-font-color2);"
+        "font-size:var(--jp-ui-font-size0)}.ms-compare-summary{font-family:var(--jp-ui-font-family);"
+        "font-size:var(--jp-ui-font-size1);color:var(--jp-ui-font-color1)}</style>"
+    )
+
+
+class CheckpointBrowser(W.VBox):
+    """The browser widget. ``CheckpointBrowser(path_or_checkpoint, net=None)``; ``net`` may be a Cell, a mapping
+    ``{name: (shape, dtype)}`` or a :class:`CompareReport` to colour rows by what ``load_param_into_net`` would do."""
+
+    def __init__(self, path_or_checkpoint: Any, net: Any = None, *, height: int = 440) -> None:
+        self.checkpoint = _open(path_or_checkpoint)
+        self.model = TreeModel(self.checkpoint.entries)
+        self.tree = TreeView(self.model, height=height)
+        self.report: CompareReport | None = None
+        self._names = {e.name for e in self.checkpoint.entries}
+        self._missing: dict[str, MissingParam] = {}
+
+        self.header = W.HTML(header_html(self.checkpoint))
+        self.show_optimizer = W.Checkbox(False, description="optimizer state", indent=False)
+        self.show_extra = W.Checkbox(False, description="extra values", indent=False)
+        self.only_problems = W.Checkbox(False, description="only problems", indent=False, disabled=True)
+        self.heatmap = W.Checkbox(False, description="heat map", indent=False)
+        self.expand_all = W.Button(description="Expand all", layout=W.Layout(width="auto"))
+        self.collapse_all = W.Button(description="Collapse all", layout=W.Layout(width="auto"))
+        self.compare_summary = W.HTML("")
+        for box in (self.show_optimizer, self.show_extra, self.only_problems, self.heatmap):
+            box.layout = W.Layout(width="auto", margin="0 12px 0 0")
+        self.details = W.HTML(DETAILS_CSS + '<div class="ms-details ms-note">Select a tensor to see its values.</div>')
+        self.details.layout = W.Layout(flex="2 1 0", min_width="260px", overflow="auto", max_height=f"{height + 60}px")
+        self.tree.layout = W.Layout(flex="3 1 0", min_width="420px")
+
+        self.show_optimizer.observe(lambda ch: self._group("optimizer", ch["new"]), "value")
+        self.show_extra.observe(lambda ch: self._group("extra", ch["new"]), "value")
+        self.only_problems.observe(lambda _ch: self._apply_statuses(), "value")
+        self.heatmap.observe(lambda _ch: self._show_details(), "value")
+        self.expand_all.on_click(lambda _b: self._expand(True))
+        self.collapse_all.on_click(lambda _b: self._expand(False))
+        self.tree.observe(lambda _ch: self._show_details(), "selected")
+
+        toolbar = W.HBox(
+            [W.HTML("<span style='color:var(--jp-ui-font-color2)'>Show:&nbsp;</span>"), self.show_optimizer,
+             self.show_extra, self.only_problems, self.heatmap, self.expand_all, self.collapse_all],
+            layout=W.Layout(align_items="center", flex_flow="row wrap"),
+        )
+        body = W.HBox([self.tree, self.details], layout=W.Layout(width="100%", align_items="flex-start"))
+        super().__init__([self.header, toolbar, self.compare_summary, body])
+        self.add_class("ms-checkpoint-browser")
+        if net is not None:
+            self.compare_with(net)
+
+    # ---- actions --------------------------------------------------------------------------------------------
+    def compare_with(self, net: Any) -> CompareReport:
+        """Colour rows by ``compare(checkpoint, net)``; missing parameters appear as extra rows."""
+        report = net if isinstance(net, CompareReport) else compare(self.checkpoint, net)
+        self.report = report
+        for row in report.rows:
+            if row.status == "missing" and row.name not in self._names and row.name not in self._missing:
+                numel = 1
+                for d in row.net_shape or ():
+                    numel *= d
+                info = MissingParam(row.name, tuple(row.net_shape or ()), str(row.net_dtype), numel)
+                self._missing[row.name] = info
+                self.model._insert(info)
+        counts = report.counts
+        self.compare_summary.value = '<div class="ms-compare-summary">Network compare: ' + " · ".join(
+            f"<b>{v}</b> {k.replace('_', ' ')}" for k, v in counts.items()
+        ) + "</div>"
+        self.only_problems.disabled = False
+        self._apply_statuses()
+        return report
+
+    def _apply_statuses(self) -> None:
+        statuses = self.report.statuses if self.report else {}
+        self.tree.set_statuses(statuses, PROBLEMS if self.only_problems.value else None)
+
+    def _group(self, group: str, visible: bool) -> None:
+        self.tree.set_group_visible(group, visible)
+
+    def _expand(self, expand: bool) -> None:
+        (self.model.expand_all if expand else self.model.collapse_all)()
+        self.tree.refresh()
+
+    def select(self, name: str) -> None:
+        self.tree.select(name)
+
+    def _show_details(self) -> None:
+        name = self.tree.selected
+        if not name:
+            return
+        if name in self._missing:
+            m = self._missing[name]
+            body = (f'<div class="ms-details"><div class="ms-details-title">{html.escape(name)}</div>'
+                    f'<div class="ms-bad">Missing from the checkpoint: the network expects '
+                    f"{'×'.join(map(str, m.shape)) or 'scalar'} {html.escape(m.dtype)}.</div></div>")
+        elif name in self._names:
+            body = details_html(self.checkpoint, name, heatmap=self.heatmap.value)
+            row = next((r for r in self.report.rows if r.name == name), None) if self.report else None
+            if row is not None and row.status != "matched":
+                body = body.replace(
+                    '<div class="ms-details-meta">',
+                    f'<div class="ms-bad">{html.escape(row.status.replace("_", " "))}: {html.escape(row.note)}</div>'
+                    '<div class="ms-details-meta">', 1)
+        else:
+            node = self.model.nodes.get(name)
+            n = len(self.model.visible_leaves(node)) if node else 0
+            body = f'<div class="ms-details"><div class="ms-details-title">{html.escape(name)}</div>{n:,} tensors</div>'
+        self.details.value = DETAILS_CSS + body
+
+
+def browse(path_or_checkpoint: Any, net: Any = None) -> CheckpointBrowser:
+    """Open a checkpoint (path or ``Checkpoint``) in the browser widget; ``net`` adds the compare colours."""
+    return CheckpointBrowser(path_or_checkpoint, net)
+
+
+def checkpoint_mimebundle(checkpoint: Any, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+    """What ``Checkpoint._repr_mimebundle_`` returns: the browser widget, with the text summary as plain text.
+
+    Outside a Jupyter kernel (a terminal IPython, a script) only the text summary is returned.
+    """
+    text = repr(checkpoint)
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is None or getattr(shell, "kernel", None) is None:
+            return {"text/plain": text}
+        bundle = CheckpointBrowser(checkpoint)._repr_mimebundle_(include=include, exclude=exclude)
+    except Exception:  # never let a display hook break printing a checkpoint
+        return {"text/plain": text}
+    bundle = dict(bundle or {})
+    bundle["text/plain"] = text
+    return bundle

@@ -1,0 +1,335 @@
+"""Tree model behind the tree view: nodes split on dots, expand state, filters, group toggles and check columns.
+
+Plain Python (no widgets, no MindSpore) so every rule the user sees is tested without a browser. The model takes
+entries shaped like ``TensorInfo`` (``name, shape, dtype, numel, nbytes, group``) and produces the flat list of rows
+that are visible right now; the widget (``tree.py``) only ships those rows to the browser.
+
+Rules:
+- Names split on ``.`` into a tree; an inner node carries the totals (tensors, parameters, bytes) of its visible leaves.
+- Groups in ``hidden_groups`` (default: optimizer and extra) are hidden entirely.
+- A filter keeps matching leaves plus their ancestors. ``*``/``?``/``[`` make it a glob over the full name, a
+  ``/…/`` or ``re:`` prefix makes it a regular expression (searched), anything else is a case-insensitive
+  substring. A glob matches the whole name or a tail starting after a dot.
+  Setting a filter expands the ancestors of every match; clearing it restores the expand state from before.
+- ``statuses`` maps a node id to a CSS status class (``shape_mismatch`` …); ``only_statuses`` keeps only leaves whose
+  status is in that set (the browser's "only problems" toggle).
+- Check columns hold a set of checked leaf ids each. An inner node shows ``True`` / ``False`` / ``"mixed"`` over its
+  visible leaves; toggling an inner node checks all its visible leaves unless all are already checked.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_HIDDEN_GROUPS = frozenset({"optimizer", "extra"})
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the tree view: ``kind`` is ``text``, ``number`` (right-aligned) or ``check`` (checkbox)."""
+
+    key: str
+    label: str
+    kind: str = "text"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"key": self.key, "label": self.label, "kind": self.kind}
+
+
+DEFAULT_COLUMNS: tuple[Column, ...] = (
+    Column("shape", "Shape"),
+    Column("dtype", "Dtype"),
+    Column("params", "Params", "number"),
+    Column("size", "Size", "number"),
+)
+
+
+@dataclass(eq=False)
+class Node:
+    """One tree node; ``info`` is set for a tensor (leaf), ``children`` for a prefix. A name can be both."""
+
+    id: str
+    label: str
+    depth: int
+    info: Any = None
+    children: list[Node] = field(default_factory=list)
+    parent: Node | None = None
+    index: int = 0  # creation order: parents before children
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def human_count(n: int) -> str:
+    """1234567 -> '1.23M' (exact below 10,000)."""
+    if n < 10_000:
+        return str(n)
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.3g}{suffix}"
+    return str(n)  # pragma: no cover
+
+
+def compile_filter(text: str) -> Callable[[str], bool] | None:
+    """Turn filter text into a predicate over full names; None for an empty filter. Bad regex -> ValueError."""
+    text = text.strip()
+    if not text:
+        return None
+    if text.startswith("re:") or (len(text) > 2 and text.startswith("/") and text.endswith("/")):
+        pattern = text[3:] if text.startswith("re:") else text[1:-1]
+        try:
+            rx = re.compile(pattern, re.IGNORECASE)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        return lambda name: rx.search(name) is not None
+    if any(c in text for c in "*?["):
+        # a glob matches the full name or any part starting at a dot: "layers.1*" finds "model.layers.12.w"
+        rx = re.compile(f"(?:.*\\.)?{fnmatch.translate(text)}", re.IGNORECASE | re.DOTALL)
+        return lambda name: rx.match(name) is not None
+    low = text.lower()
+    return lambda name: low in name.lower()
+
+
+class TreeModel:
+    """Tree of dotted names plus the view state; ``rows()`` returns what the tree view shows."""
+
+    def __init__(
+        self,
+        entries: Iterable[Any],
+        *,
+        columns: Iterable[Column] = DEFAULT_COLUMNS,
+        hidden_groups: Iterable[str] = DEFAULT_HIDDEN_GROUPS,
+    ) -> None:
+        self.root = Node("", "", -1)
+        self.nodes: dict[str, Node] = {}
+        self._order: list[Node] = []
+        self.leaves: list[Node] = []
+        for info in entries:
+            self._insert(info)
+        self.columns: list[Column] = list(columns)
+        self.hidden_groups: set[str] = set(hidden_groups)
+        self.expanded: set[str] = set()
+        self.filter_text = ""
+        self.filter_error = ""
+        self._match: Callable[[str], bool] | None = None
+        self._expanded_before_filter: set[str] | None = None
+        self.statuses: dict[str, str] = {}
+        self.only_statuses: set[str] | None = None
+        self.checks: dict[str, set[str]] = {c.key: set() for c in self.columns if c.kind == "check"}
+        self.values: dict[str, dict[str, str]] = {}  # extra text/number columns: column -> {node id: text}
+        self.selected = ""
+
+    # ---- building -------------------------------------------------------------------------------------------
+    def _insert(self, info: Any) -> None:
+        parent = self.root
+        node_id = ""
+        for i, part in enumerate(info.name.split(".")):
+            node_id = f"{node_id}.{part}" if i else part
+            node = self.nodes.get(node_id)
+            if node is None:
+                node = Node(node_id, part, i, parent=parent, index=len(self._order))
+                self._order.append(node)
+                self.nodes[node_id] = node
+                parent.children.append(node)
+            parent = node
+        parent.info = info
+        self.leaves.append(parent)
+
+    def add_columns(self, columns: Iterable[Column]) -> None:
+        """Append columns (e.g. check columns "Reload", "Freeze") after construction."""
+        for col in columns:
+            self.columns.append(col)
+            if col.kind == "check":
+                self.checks.setdefault(col.key, set())
+
+    # ---- visibility -----------------------------------------------------------------------------------------
+    def leaf_visible(self, node: Node) -> bool:
+        """A leaf is visible when its group is shown, it passes the filter and the status filter."""
+        info = node.info
+        if getattr(info, "group", "weights") in self.hidden_groups:
+            return False
+        if self._match is not None and not self._match(node.id):
+            return False
+        return not (self.only_statuses is not None and self.statuses.get(node.id) not in self.only_statuses)
+
+    def visible_leaves(self, node: Node | None = None) -> list[Node]:
+        """Visible leaves under ``node`` (default: all), in file/tree order."""
+        out: list[Node] = []
+
+        def walk(n: Node) -> None:
+            if n.info is not None and self.leaf_visible(n):
+                out.append(n)
+            for c in n.children:
+                walk(c)
+
+        walk(node or self.root)
+        return out
+
+    # ---- intents --------------------------------------------------------------------------------------------
+    def set_filter(self, text: str) -> None:
+        """Apply filter text; on an invalid regex keep the previous filter and set ``filter_error``."""
+        try:
+            match = compile_filter(text)
+        except ValueError as exc:
+            self.filter_error = str(exc)
+            return
+        self.filter_error = ""
+        was_filtering = self._match is not None
+        self.filter_text = text
+        self._match = match
+        if match is None:
+            if was_filtering and self._expanded_before_filter is not None:
+                self.expanded = self._expanded_before_filter
+            self._expanded_before_filter = None
+            return
+        if not was_filtering:
+            self._expanded_before_filter = set(self.expanded)
+        expanded: set[str] = set()
+        for leaf in self.visible_leaves():
+            p = leaf.parent
+            while p is not None and p is not self.root and p.id not in expanded:
+                expanded.add(p.id)
+                p = p.parent
+        self.expanded = expanded
+
+    def set_group_visible(self, group: str, visible: bool) -> None:
+        (self.hidden_groups.discard if visible else self.hidden_groups.add)(group)
+
+    def set_expanded(self, node_id: str, expanded: bool) -> None:
+        if node_id not in self.nodes:
+            return
+        (self.expanded.add if expanded else self.expanded.discard)(node_id)
+
+    def expand_all(self) -> None:
+        self.expanded = {n.id for n in self.nodes.values() if n.children}
+
+    def collapse_all(self) -> None:
+        self.expanded.clear()
+
+    def select(self, node_id: str) -> None:
+        self.selected = node_id if node_id in self.nodes else ""
+
+    def set_statuses(self, statuses: Mapping[str, str], only: Iterable[str] | None = None) -> None:
+        self.statuses = dict(statuses)
+        self.only_statuses = None if only is None else set(only)
+
+    def check_state(self, column: str, node: Node) -> bool | str:
+        """True / False for a leaf; True, False or "mixed" over the visible leaves of an inner node."""
+        checked = self.checks[column]
+        if not node.children:
+            return node.id in checked
+        leaves = self.visible_leaves(node)
+        n = sum(1 for leaf in leaves if leaf.id in checked)
+        return False if n == 0 else True if n == len(leaves) else "mixed"
+
+    def toggle_check(self, column: str, node_id: str) -> list[str]:
+        """Flip a check on a leaf, or on all visible leaves of an inner node; return the changed leaf ids."""
+        if column not in self.checks or node_id not in self.nodes:
+            return []
+        node = self.nodes[node_id]
+        checked = self.checks[column]
+        targets = [node.id] if not node.children else [leaf.id for leaf in self.visible_leaves(node)]
+        new_value = not all(t in checked for t in targets)
+        changed = [t for t in targets if (t in checked) != new_value]
+        (checked.update if new_value else checked.difference_update)(changed)
+        return changed
+
+    # ---- rows -----------------------------------------------------------------------------------------
+    def _totals(self) -> tuple[list[int], list[int], list[int], dict[str, list[int]]]:
+        """Per node index: visible tensors, parameters, bytes, and per check column the checked leaves.
+
+        Leaves add their own numbers, then one reverse pass over the nodes (children were created after their
+        parents) adds each node into its parent: O(nodes), no recursion.
+        """
+        n = len(self._order)
+        tensors, params, nbytes = [0] * n, [0] * n, [0] * n
+        checked = {c.key: [0] * n for c in self.columns if c.kind == "check"}
+        check_sets = [(self.checks[k], arr) for k, arr in checked.items()]
+        hidden, match, only, statuses = self.hidden_groups, self._match, self.only_statuses, self.statuses
+        for leaf in self.leaves:
+            info = leaf.info
+            if hidden and getattr(info, "group", "weights") in hidden:
+                continue
+            if match is not None and not match(leaf.id):
+                continue
+            if only is not None and statuses.get(leaf.id) not in only:
+                continue
+            i = leaf.index
+            tensors[i] += 1
+            params[i] += int(info.numel)
+            nbytes[i] += int(info.nbytes)
+            for ids, arr in check_sets:
+                if leaf.id in ids:
+                    arr[i] += 1
+        for node in reversed(self._order):
+            i = node.index
+            if tensors[i] and node.parent is not None and node.parent is not self.root:
+                j = node.parent.index
+                tensors[j] += tensors[i]
+                params[j] += params[i]
+                nbytes[j] += nbytes[i]
+                for arr in checked.values():
+                    arr[j] += arr[i]
+        return tensors, params, nbytes, checked
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Visible rows, depth first: ``{id, depth, label, has_children, expanded, values, status?, checks?}``."""
+        tensors, params, nbytes, checked = self._totals()
+        rows: list[dict[str, Any]] = []
+        expanded, values, statuses = self.expanded, self.values, self.statuses
+        stack = [c for c in reversed(self.root.children) if tensors[c.index]]
+        while stack:
+            node = stack.pop()
+            i = node.index
+            kids = [c for c in node.children if tensors[c.index]]
+            is_open = bool(kids) and node.id in expanded
+            info = node.info if not kids else None
+            vals = {
+                "shape": _shape_text(info.shape) if info is not None else "",
+                "dtype": str(info.dtype) if info is not None else "",
+                "params": human_count(params[i]),
+                "size": human_bytes(nbytes[i]),
+                "tensors": tensors[i],
+            }
+            for key, per_node in values.items():
+                if node.id in per_node:
+                    vals[key] = per_node[node.id]
+            row: dict[str, Any] = {
+                "id": node.id,
+                "depth": node.depth,
+                "label": node.label,
+                "has_children": bool(kids),
+                "expanded": is_open,
+                "values": vals,
+            }
+            status = statuses.get(node.id)
+            if status:
+                row["status"] = status
+            if checked:
+                t = tensors[i]
+                row["checks"] = {
+                    k: (False if arr[i] == 0 else True if arr[i] == t else "mixed") for k, arr in checked.items()
+                }
+            rows.append(row)
+            if is_open:
+                stack.extend(reversed(kids))
+        return rows
+
+    def counts(self) -> dict[str, int]:
+        """Visible tensors and all tensors (for the filter box's "N of M")."""
+        return {"visible": sum(1 for leaf in self.leaves if self.leaf_visible(leaf)), "total": len(self.leaves)}
+
+
+def _shape_text(shape: Iterable[int]) -> str:
+    shape = tuple(shape)
+    return "scalar" if not shape else "×".join(str(d) for d in shape)
