@@ -1,0 +1,100 @@
+"""Run-folder checkpoints while fine-tuning: ``last.ckpt`` every epoch and ``best.ckpt`` by an eval metric.
+
+Each file is written atomically: saved under a temporary name in the same folder, then ``os.replace``d over the
+old one, so a crash mid-write leaves the previous checkpoint intact. ``save_checkpoint`` writes mode 0o400 files;
+replacing a read-only file by rename only needs the folder to be writable.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from mindspore.train import Callback
+
+
+def save_atomic(net: Any, path: str | Path, append: dict[str, Any] | None = None,
+                protect: tuple[str | Path, ...] = ()) -> Path:
+    """Save ``net`` to ``path`` atomically, with ``append`` values stored in the checkpoint.
+
+    ``protect`` lists files that must never be overwritten (the source checkpoint of a fine-tune).
+    """
+    import mindspore
+
+    path = Path(path).resolve()
+    for other in protect:
+        if Path(other).resolve() == path:
+            raise ValueError(f"refusing to overwrite the source checkpoint {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    if tmp.suffix != ".ckpt":
+        tmp = tmp.with_name(tmp.name + ".ckpt")
+    try:
+        mindspore.save_checkpoint(net, str(tmp), append_dict=dict(append or {}))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def clean_temporaries(folder: str | Path) -> int:
+    """Remove temporary files a killed process left in a run folder; returns how many."""
+    count = 0
+    for leftover in Path(folder).glob(".tmp-*"):
+        leftover.unlink(missing_ok=True)
+        count += 1
+    return count
+
+
+class RunCheckpoints(Callback):
+    """Write ``last.ckpt`` at each epoch end and ``best.ckpt`` when ``metric`` improves, into ``folder``.
+
+    The epoch, step and metric values are appended to each checkpoint. ``source`` is never overwritten.
+    """
+
+    def __init__(self, folder: str | Path, metric: str = "accuracy", mode: str = "max",
+                 source: str | Path | None = None) -> None:
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.folder = Path(folder)
+        self.metric = metric
+        self.mode = mode
+        self.protect = (source,) if source is not None else ()
+        self.best: float | None = None
+        self.saved: list[Path] = []
+        self.folder.mkdir(parents=True, exist_ok=True)
+        clean_temporaries(self.folder)
+
+    @property
+    def last_path(self) -> Path:
+        return self.folder / "last.ckpt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.folder / "best.ckpt"
+
+    def _better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def on_train_epoch_end(self, run_context: Any) -> None:
+        cb_params = run_context.original_args()
+        results = cb_params.get("eval_results") or cb_params.get("metrics") or {}
+        append: dict[str, Any] = {"epoch": int(cb_params.cur_epoch_num), "step": int(cb_params.cur_step_num)}
+        for name, value in results.items():
+            try:
+                append[name] = float(value)
+            except (TypeError, ValueError):
+                continue
+        net = cb_params.train_network if cb_params.get("network") is None else cb_params.network
+        self.saved.append(save_atomic(net, self.last_path, append, self.protect))
+        value = append.get(self.metric)
+        if value is not None and math.isfinite(value) and self._better(value):
+            self.best = value
+            self.saved.append(save_atomic(net, self.best_path, append, self.protect))

@@ -1,0 +1,486 @@
+"""LiveCurves: a MindSpore training callback that records one metric history and draws it live.
+
+Per step it only reads the loss (the one device sync training needs anyway) and appends a row; drawing happens
+on a separate thread, throttled by time, into the callback's own output area. When the run ends the live view is
+replaced in place by a static PNG, so a saved notebook shows the curves without a kernel.
+``follow(path)`` draws a run that another process writes as JSON Lines (``LiveCurves(log_path=...)``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mindspore.train import Callback
+
+from .history import History, read_jsonl
+from .plotting import render_png
+
+Overlay = "LiveCurves | History | pd.DataFrame | str | Path"
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _as_history(item: Any, label: str | None) -> History:
+    if isinstance(item, LiveCurves):
+        history = History.from_records(item.records(), item.history_obj.label)
+    elif isinstance(item, History):
+        history = item
+    elif isinstance(item, pd.DataFrame):
+        history = History.from_frame(item, label or "earlier run")
+    elif isinstance(item, str | Path):
+        path = Path(item)
+        if not path.exists():
+            raise FileNotFoundError(f"overlay file {path} does not exist")
+        if path.suffix == ".csv":
+            history = History.from_frame(pd.read_csv(path), label or path.stem)
+        else:
+            history = History.from_records(read_jsonl(path), label or path.stem)
+    else:
+        raise TypeError(f"cannot overlay a {type(item).__name__}: give LiveCurves, History, DataFrame or a path")
+    if label:
+        history.label = label
+    return history
+
+
+class CurveView:
+    """The figure reader: renders a history (plus overlays) to PNG in its own output area, throttled by time.
+
+    Owns an ``ipywidgets.Output`` shown through a display handle; updates replace only that area. ``finish()``
+    swaps the live widget for a static ``image/png`` output in place.
+    """
+
+    def __init__(self, curves: LiveCurves, max_redraws_per_s: float, display: bool | None) -> None:
+        self.curves = curves
+        self.min_interval = 1.0 / max_redraws_per_s if max_redraws_per_s > 0 else math.inf
+        self.enabled = _in_kernel() if display is None else display
+        self.output = None
+        self.handle = None
+        self._drawn_version = -1
+        self._last_draw = 0.0
+        self._draw_cost = 0.0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.last_png: bytes | None = None
+        self.draw_count = 0
+
+    # output area -----------------------------------------------------------------------------------
+    def widget(self):
+        """The live output area (an ``ipywidgets.Output``), created on first use."""
+        if self.output is None:
+            import ipywidgets
+
+            self.output = ipywidgets.Output(layout={"min_height": "40px"})
+        return self.output
+
+    def show(self) -> None:
+        """Display the output area in the current cell (once), under a display id for in-place replacement."""
+        if not self.enabled or self.handle is not None:
+            return
+        from IPython.display import display
+
+        widget = self.widget()
+        bundle = {
+            "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2, "version_minor": 0, "model_id": widget.model_id,
+            },
+            "text/plain": "LiveCurves (live view; the final figure replaces it when the run ends)",
+        }
+        self.handle = display(bundle, raw=True, display_id=str(uuid.uuid4()))
+
+    def _push(self, png: bytes) -> None:
+        self.last_png = png
+        if self.output is None:
+            return
+        data = {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": "<LiveCurves figure>"}
+        self.output.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
+
+    def draw(self, force: bool = False) -> bool:
+        """Render now if the history changed (or ``force``); returns whether a figure was drawn."""
+        with self._lock:
+            history = self.curves.history_obj
+            if not force and history.version == self._drawn_version:
+                return False
+            version = history.version
+            started = time.perf_counter()
+            png = render_png(history, self.curves.overlays, self.curves.smoothing, self.curves.log_y)
+            self._draw_cost = time.perf_counter() - started
+            self._drawn_version = version
+            self._last_draw = time.monotonic()
+            self.draw_count += 1
+            self._push(png)
+            return True
+
+    # background drawing ----------------------------------------------------------------------------
+    def start(self) -> None:
+        if not self.enabled or (self._thread is not None and self._thread.is_alive()):
+            return
+        self.show()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="LiveCurves-draw", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=self.min_interval if math.isfinite(self.min_interval) else 1.0)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            # at most max_redraws_per_s, and never more than ~5 % of one core on drawing
+            gap = max(self.min_interval, 20.0 * self._draw_cost)
+            if time.monotonic() - self._last_draw < gap:
+                continue
+            try:
+                self.draw()
+            except Exception:  # a failed redraw must never break training; the final draw reports it
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self._thread = None
+
+    def finish(self) -> None:
+        """Stop live drawing, draw the final figure and leave it as a static PNG output."""
+        self.stop()
+        if not self.enabled:
+            return
+        self.draw(force=True)
+        if self.handle is not None and self.last_png is not None:
+            png = base64.b64encode(self.last_png).decode("ascii")
+            self.handle.update({"image/png": png, "text/plain": "<LiveCurves figure>"}, raw=True)
+
+
+class LiveCurves(Callback):
+    """Record per-step loss and per-epoch metrics of ``Model.train``/``Model.fit`` and draw them live.
+
+    Args:
+        label: name of this run in legends and overlays.
+        overlays: earlier runs drawn beside this one (LiveCurves, History, DataFrame, or a .csv/.jsonl path).
+        log_path: also append the records as JSON Lines to this file (read by ``follow``).
+        max_redraws_per_s: redraw throttle (default 2 per second).
+        smoothing: EMA factor for the step loss in [0, 1) with bias correction; 0 draws raw values.
+        log_y: logarithmic loss axis.
+        display: draw in the notebook; ``None`` means only when running inside a Jupyter kernel.
+    """
+
+    def __init__(
+        self,
+        label: str = "run",
+        overlays: Iterable[Any] = (),
+        log_path: str | Path | None = None,
+        max_redraws_per_s: float = 2.0,
+        smoothing: float = 0.6,
+        log_y: bool = False,
+        display: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        self.history_obj = History(label)
+        self.overlays: list[History] = [_as_history(item, None) for item in overlays]
+        self.smoothing = smoothing
+        self.log_y = log_y
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.view = CurveView(self, max_redraws_per_s, display)
+        self._records: list[dict[str, Any]] = []
+        self._log = None
+        self._log_flushed = 0.0
+        self._step_offset = 0
+        self._epoch_offset = 0
+        self._t0 = 0.0
+        self._last_step_time = 0.0
+        self._rate = 0.0
+        self._lr: float | None = None
+        self._epoch_losses: list[float] = []
+        self._training = False
+        self._listeners: list[Any] = []
+
+    # -- public readers ------------------------------------------------------------------------------
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per training step; epoch columns (train_loss, eval_*) filled on each epoch's last step."""
+        return self.history_obj.frame()
+
+    @property
+    def epochs(self) -> pd.DataFrame:
+        """One row per epoch with its metrics."""
+        return self.history_obj.epochs()
+
+    def records(self) -> list[dict[str, Any]]:
+        """All records so far (the JSON-lines schema)."""
+        return list(self._records)
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write ``history`` as CSV atomically (temporary file in the same folder, then rename)."""
+        import os
+
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self.history.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+        return path
+
+    def add_overlay(self, run: Any, label: str | None = None) -> None:
+        """Draw an earlier run beside this one."""
+        self.overlays.append(_as_history(run, label))
+        self.view.poke()
+
+    def new_run(self, label: str) -> None:
+        """Keep the current run as an overlay and start recording a fresh one under ``label``."""
+        if len(self.history_obj):
+            self.overlays.append(self.history_obj)
+        self.history_obj = History(label)
+        self._records = []
+        self._step_offset = self._epoch_offset = 0
+
+    def set_style(self, smoothing: float | None = None, log_y: bool | None = None) -> None:
+        """Change smoothing or log scale and redraw."""
+        if smoothing is not None:
+            if not 0.0 <= smoothing < 1.0:
+                raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+            self.smoothing = smoothing
+        if log_y is not None:
+            self.log_y = log_y
+        if self.view.enabled and len(self.history_obj):
+            self.view.draw(force=True)
+
+    def figure_png(self) -> bytes:
+        """The current figure as PNG bytes (what the notebook shows)."""
+        return render_png(self.history_obj, self.overlays, self.smoothing, self.log_y)
+
+    def add_listener(self, listener: Any) -> None:
+        """Call ``listener(record)`` on the training thread for each record (keep it cheap)."""
+        self._listeners.append(listener)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        if self.view.enabled:
+            self.view.show()
+            if len(self.history_obj):
+                self.view.draw(force=True)
+        else:
+            display(self.history)
+
+    # -- recording -----------------------------------------------------------------------------------
+    def _emit(self, record: dict[str, Any]) -> None:
+        self._records.append(record)
+        self.history_obj.apply(record)
+        if self._log is not None:
+            self._log.write(json.dumps(record) + "\n")
+            now = time.monotonic()
+            if record["type"] != "step" or now - self._log_flushed > 0.5:
+                self._log.flush()
+                self._log_flushed = now
+        for listener in self._listeners:
+            listener(record)
+        if record["type"] != "step":
+            self.view.poke()
+
+    def _read_lr(self, cb_params: Any) -> float | None:
+        optimizer = getattr(cb_params, "optimizer", None)
+        if optimizer is None:
+            return None
+        try:
+            return float(optimizer.get_lr().asnumpy().reshape(-1)[0])
+        except Exception:
+            return None
+
+    def on_train_begin(self, run_context: Any) -> None:
+        cb_params = run_context.original_args()
+        self._training = True
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "a" if self._records else "w", encoding="utf-8")  # noqa: SIM115
+        if self._records:  # a second train() call continues the same history
+            self._step_offset = int(self.history_obj.latest().get("step") or 0)
+            self._epoch_offset = int(self.history_obj.latest().get("epoch") or 0)
+        self._t0 = self._last_step_time = time.perf_counter()
+        self._emit({
+            "type": "begin", "label": self.history_obj.label, "time": time.time(),
+            "epochs": int(getattr(cb_params, "epoch_num", 0) or 0),
+            "steps_per_epoch": int(getattr(cb_params, "batch_num", 0) or 0),
+        })
+        self.view.start()
+
+    def on_train_epoch_begin(self, run_context: Any) -> None:
+        self._lr = self._read_lr(run_context.original_args())
+        self._epoch_losses = []
+
+    def on_train_step_end(self, run_context: Any) -> None:
+        cb_params = run_context.original_args()
+        outputs = cb_params.net_outputs
+        if isinstance(outputs, tuple | list):
+            outputs = outputs[0]
+        loss = float(outputs.asnumpy()) if hasattr(outputs, "asnumpy") else float(outputs)
+        now = time.perf_counter()
+        dt = now - self._last_step_time
+        self._last_step_time = now
+        if dt > 0:
+            rate = 1.0 / dt
+            self._rate = rate if self._rate == 0 else 0.9 * self._rate + 0.1 * rate
+        self._epoch_losses.append(loss)
+        self._emit({
+            "type": "step",
+            "epoch": self._epoch_offset + int(cb_params.cur_epoch_num),
+            "step": self._step_offset + int(cb_params.cur_step_num),
+            "loss": loss,
+            "lr": self._lr,
+            "steps_per_s": self._rate,
+            "wall_time": now - self._t0,
+        })
+
+    def on_train_epoch_end(self, run_context: Any) -> None:
+        cb_params = run_context.original_args()
+        values: dict[str, Any] = {}
+        if self._epoch_losses:
+            values["train_loss"] = sum(self._epoch_losses) / len(self._epoch_losses)
+        results = cb_params.get("eval_results") or cb_params.get("metrics") or {}
+        for name, value in results.items():
+            key = name if name.startswith("eval_") else f"eval_{name}"
+            values[key] = _number(value)
+        self._emit({
+            "type": "epoch",
+            "epoch": self._epoch_offset + int(cb_params.cur_epoch_num),
+            "step": self._step_offset + int(cb_params.cur_step_num),
+            **values,
+        })
+
+    def on_eval_end(self, run_context: Any) -> None:
+        if self._training:  # inside Model.fit: on_train_epoch_end records the results
+            return
+        cb_params = run_context.original_args()
+        latest = self.history_obj.latest()
+        values = {f"eval_{k}": _number(v) for k, v in (cb_params.get("metrics") or {}).items()}
+        epoch, step = latest.get("epoch") or 0, latest.get("step") or 0
+        self._emit({"type": "epoch", "epoch": epoch, "step": step, **values})
+
+    def on_train_end(self, run_context: Any) -> None:
+        self._training = False
+        self._emit({"type": "end", "time": time.time(), "steps": len(self.history_obj)})
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        self.view.finish()
+
+
+def _number(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+class Follower:
+    """Tails a JSON-lines metric log written by another process and draws it live (see ``follow``)."""
+
+    def __init__(self, path: str | Path, timeout: float, poll_s: float, curves: LiveCurves) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self.poll_s = poll_s
+        self.curves = curves
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.reason: str | None = None  # why following ended: "end", "timeout", "stopped"
+
+    @property
+    def history(self) -> pd.DataFrame:
+        return self.curves.history
+
+    def run(self) -> str:
+        """Follow in this thread until the end record, ``timeout`` seconds without news, or stop()."""
+        offset, partial, last_news = 0, "", time.monotonic()
+        self.curves.view.start()
+        try:
+            while not self._stop.is_set():
+                got = False
+                if self.path.exists():
+                    with open(self.path, encoding="utf-8") as handle:
+                        handle.seek(offset)
+                        chunk = handle.read()
+                        offset = handle.tell()
+                    if chunk:
+                        got = True
+                        lines = (partial + chunk).split("\n")
+                        partial = lines.pop()
+                        for line in lines:
+                            if not line.strip():
+                                continue
+                            try:
+                                record = json.loads(line)
+                            except json.JSONDecodeError:
+                                continue
+                            self.curves._records.append(record)
+                            self.curves.history_obj.apply(record)
+                            if record.get("type") == "end":
+                                self.reason = "end"
+                                return self.reason
+                        self.curves.view.poke()
+                now = time.monotonic()
+                if got:
+                    last_news = now
+                elif now - last_news > self.timeout:
+                    self.reason = "timeout"
+                    return self.reason
+                self._stop.wait(self.poll_s)
+            self.reason = "stopped"
+            return self.reason
+        finally:
+            self.curves.view.finish()
+
+    def start(self) -> Follower:
+        self._thread = threading.Thread(target=self.run, name="follow", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> str | None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.reason
+
+
+def follow(
+    path: str | Path,
+    timeout: float = 120.0,
+    poll_s: float = 0.5,
+    block: bool = False,
+    **curves_kwargs: Any,
+) -> Follower:
+    """Plot, live, the JSON-lines log another process writes with ``LiveCurves(log_path=path)``.
+
+    Stops at the run's end record, after ``timeout`` seconds without new lines, or on ``stop()``. By default
+    it follows in a background thread (the kernel stays free); ``block=True`` follows in the caller.
+    """
+    curves = LiveCurves(label=curves_kwargs.pop("label", Path(path).stem), **curves_kwargs)
+    follower = Follower(path, timeout, poll_s, curves)
+    if block:
+        follower.run()
+        return follower
+    curves.view.show()
+    return follower.start()

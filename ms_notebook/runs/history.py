@@ -1,0 +1,121 @@
+"""One metric log per run: per-step rows, epoch values filled in at epoch ends.
+
+Everything that shows metrics (figure, JSON-lines file, dashboard) reads this log; nothing else keeps metrics.
+The log is a list of plain dicts guarded by a lock: the training thread appends while others read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+STEP_COLUMNS = ("epoch", "step", "loss", "lr", "steps_per_s", "wall_time")
+
+
+class History:
+    """Per-step records of one run; ``frame()`` gives the DataFrame (one row per step)."""
+
+    def __init__(self, label: str = "run") -> None:
+        self.label = label
+        self._rows: list[dict[str, Any]] = []
+        self._epochs: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self.version = 0  # bumped on every change, so readers can skip redraws when nothing is new
+        self.ended = False
+
+    # -- writers (training thread) ------------------------------------------------------------------
+    def apply(self, record: dict[str, Any]) -> None:
+        """Apply one record: ``{"type": "step"|"epoch"|"end", ...}`` (the JSON-lines schema)."""
+        kind = record.get("type")
+        with self._lock:
+            if kind == "step":
+                self._rows.append({k: record.get(k) for k in STEP_COLUMNS})
+            elif kind == "epoch":
+                values = {k: v for k, v in record.items() if k not in ("type", "epoch", "step")}
+                self._epochs.append({"epoch": record.get("epoch"), "step": record.get("step"), **values})
+                # fill the epoch columns on the epoch's last step row
+                for row in reversed(self._rows):
+                    if row["epoch"] == record.get("epoch"):
+                        row.update(values)
+                        break
+            elif kind == "end":
+                self.ended = True
+            elif kind == "begin":
+                self.label = record.get("label", self.label)
+            self.version += 1
+
+    # -- readers ------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def frame(self) -> pd.DataFrame:
+        """One row per training step; epoch metric columns are NaN except on each epoch's last step."""
+        with self._lock:
+            rows = [dict(r) for r in self._rows]
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            frame = pd.DataFrame(columns=list(STEP_COLUMNS))
+        return frame
+
+    def epochs(self) -> pd.DataFrame:
+        """One row per finished epoch: its epoch metrics (also when a run has no step rows)."""
+        with self._lock:
+            rows = [dict(r) for r in self._epochs]
+        return pd.DataFrame(rows)
+
+    def snapshot(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+        """Copies of the step and epoch records plus the version, taken under the lock."""
+        with self._lock:
+            return [dict(r) for r in self._rows], [dict(r) for r in self._epochs], self.version
+
+    def latest(self) -> dict[str, Any]:
+        """The last step row merged over the last epoch record (for progress displays)."""
+        with self._lock:
+            out: dict[str, Any] = dict(self._epochs[-1]) if self._epochs else {}
+            if self._rows:
+                out.update({k: v for k, v in self._rows[-1].items() if v is not None})
+            return out
+
+    @classmethod
+    def from_records(cls, records: Iterable[dict[str, Any]], label: str = "run") -> History:
+        history = cls(label)
+        for record in records:
+            history.apply(record)
+        return history
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, label: str = "run") -> History:
+        """Rebuild a history from a DataFrame (e.g. read back with ``pandas.read_csv``) to overlay it."""
+        history = cls(label)
+        for row in frame.to_dict("records"):
+            step = {k: _clean(row.get(k)) for k in STEP_COLUMNS}
+            history.apply({"type": "step", **step})
+            extra = {k: _clean(v) for k, v in row.items() if k not in STEP_COLUMNS and _clean(v) is not None}
+            if extra:
+                history.apply({"type": "epoch", "epoch": step["epoch"], "step": step["step"], **extra})
+        return history
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """All complete records of a JSON-lines metric log (a half-written last line is skipped)."""
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.endswith("\n"):
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return records
