@@ -53,8 +53,14 @@ EXTRA_NAMES = frozenset(
 )
 
 
-def classify(names: Sequence[str], kinds: Sequence[str], ndims: Sequence[int]) -> list[str]:
-    """The group of each entry, given names, kinds (tensor/str/maptensor) and number of dims in file order."""
+def classify(
+    names: Sequence[str], kinds: Sequence[str], ndims: Sequence[int], in_save_order: bool = True
+) -> list[str]:
+    """The group of each entry, given names, kinds (tensor/str/maptensor) and number of dims in file order.
+
+    ``in_save_order`` is False for safetensors files (sorted, not in save order): there every scalar that is not
+    optimizer state counts as extra, since the append_dict values cannot be told apart by position.
+    """
     known = set(names)
     groups = []
     for name in names:
@@ -66,6 +72,10 @@ def classify(names: Sequence[str], kinds: Sequence[str], ndims: Sequence[int]) -
             groups.append(OPTIMIZER)
             continue
         groups.append(EXTRA if name in EXTRA_NAMES else WEIGHTS)
+    if not in_save_order:
+        for i, (kind, ndim) in enumerate(zip(kinds, ndims, strict=True)):
+            if groups[i] == WEIGHTS and kind == "tensor" and ndim == 0:
+                groups[i] = EXTRA
     # append_dict values come last: a trailing run of strings and scalars is extra
     for i in range(len(names) - 1, -1, -1):
         if groups[i] == OPTIMIZER:

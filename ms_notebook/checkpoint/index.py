@@ -78,7 +78,12 @@ class Checkpoint:
         self._tree: Node | None = None
 
     def _infos(self, raw: list[RawEntry]) -> list[TensorInfo]:
-        groups = classify([e.name for e in raw], [e.kind for e in raw], [len(e.shape) for e in raw])
+        groups = classify(
+            [e.name for e in raw],
+            [e.kind for e in raw],
+            [len(e.shape) for e in raw],
+            in_save_order=self.format == "ckpt",
+        )
         infos = []
         for e, group in zip(raw, groups, strict=True):
             numel = 1
@@ -212,8 +217,7 @@ class Checkpoint:
             for name in sorted(self._by_name):
                 entry = self._by_name[name]
                 crc = binascii.crc32(name.encode(), crc)
-                for chunk in reader.iter_chunks(self.path, entry.spans, np.dtype(np.uint8), 1 << 22):
-                    crc = binascii.crc32(chunk, crc)
+                crc = self._safetensors_value_crc(entry, crc)
             try:
                 expected = int(self.metadata["crc_num"])
             except ValueError:
@@ -222,6 +226,26 @@ class Checkpoint:
             raise CheckpointError(
                 self.path, f"crc mismatch: the file is damaged (stored {expected}, got {crc})"
             )
+
+    def _safetensors_value_crc(self, entry: RawEntry, crc: int) -> int:
+        """Continue ``crc`` over one value the way MindSpore does: ``crc32(bytes(array))``.
+
+        For a 0-d integer array ``bytes(array)`` is ``bytes(int(array))``, i.e. that many zero bytes (a quirk of
+        MindSpore's writer that its loader repeats), so we repeat it too.
+        """
+        dtype = numpy_dtype(entry.ms_dtype)
+        if entry.shape == () and dtype is not None and dtype.kind in "iu":
+            count = int(reader.read_array(self.path, entry.spans, dtype, ()))
+            if count > 1 << 30:
+                raise CheckpointError(self.path, f"{entry.name!r} is too large for MindSpore's crc scheme")
+            zeros = bytes(min(max(count, 0), 1 << 22))
+            while count > 0:
+                crc = binascii.crc32(zeros[: min(count, len(zeros))], crc)
+                count -= len(zeros)
+            return crc
+        for chunk in reader.iter_chunks(self.path, entry.spans, np.dtype(np.uint8), 1 << 22):
+            crc = binascii.crc32(chunk, crc)
+        return crc
 
     def _check_unchanged(self) -> None:
         try:
