@@ -9,12 +9,16 @@ for equality.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from os import PathLike
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ms_notebook.checkpoint import reader
+from ms_notebook.checkpoint.dtypes import numpy_dtype
 
 CHUNK_ELEMENTS = 1 << 20  # 1 Mi elements per chunk: 8 MiB per float64 chunk
 
@@ -95,17 +99,28 @@ def _open(x: Any) -> Any:
     return x
 
 
-def relative_change(a: np.ndarray, b: np.ndarray, chunk: int = CHUNK_ELEMENTS) -> tuple[float, float, float]:
-    """(‖b − a‖/‖a‖, ‖a‖, max |b − a|) over flattened arrays, in float64 chunks of ``chunk`` elements."""
-    fa, fb = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
-    sa = sd = 0.0
-    mx = 0.0
-    complex_ = np.iscomplexobj(fa) or np.iscomplexobj(fb)
-    for start in range(0, fa.size, chunk):
-        ca = fa[start : start + chunk].astype(np.complex128 if complex_ else np.float64)
-        cb = fb[start : start + chunk].astype(np.complex128 if complex_ else np.float64)
-        d = np.abs(cb - ca)
-        sa += float(np.sum(np.abs(ca) ** 2))
+def _chunks(ck: Any, name: str, chunk: int) -> Iterator[np.ndarray]:
+    """Flat pieces of tensor ``name``: read from the file piece by piece for an index Checkpoint."""
+    entry = getattr(ck, "_by_name", {}).get(name)
+    dtype = numpy_dtype(getattr(entry, "ms_dtype", "")) if entry is not None else None
+    if dtype is not None and getattr(entry, "kind", "tensor") == "tensor":
+        yield from reader.iter_chunks(ck.path, entry.spans, dtype, chunk)
+        return
+    flat = np.asarray(ck[name]).reshape(-1)
+    for start in range(0, flat.size, chunk):
+        yield flat[start : start + chunk]
+
+
+def relative_change(
+    a: Iterable[np.ndarray], b: Iterable[np.ndarray]
+) -> tuple[float, float, float]:
+    """(‖b − a‖/‖a‖, ‖a‖, max |b − a|) over two sequences of aligned flat chunks, accumulated in float64."""
+    sa = sd = mx = 0.0
+    for ca, cb in zip(a, b, strict=True):
+        kind = np.complex128 if np.iscomplexobj(ca) or np.iscomplexobj(cb) else np.float64
+        xa, xb = ca.astype(kind), cb.astype(kind)  # copies: the reader reuses its buffer
+        d = np.abs(xb - xa)
+        sa += float(np.sum(np.abs(xa) ** 2))
         sd += float(np.sum(d**2))
         if d.size:
             mx = max(mx, float(np.max(d)))
@@ -135,7 +150,7 @@ def diff(a: Any, b: Any) -> DiffReport:
             same = ca[name] == cb[name]
             rows.append(DiffRow(name, "unchanged" if same else "changed", group, sa, sb, 0.0 if same else math.inf))
             continue
-        rel, na, mx = relative_change(ca[name], cb[name])
+        rel, na, mx = relative_change(_chunks(ca, name, CHUNK_ELEMENTS), _chunks(cb, name, CHUNK_ELEMENTS))
         status = "changed" if mx > 0 else "unchanged"
         if str(x.dtype) != str(y.dtype):
             status = "dtype_changed"

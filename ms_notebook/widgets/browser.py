@@ -139,7 +139,12 @@ class CheckpointBrowser(W.VBox):
         return report
 
     def _apply_statuses(self) -> None:
-        statuses = self.report.statuses if self.report else {}
+        statuses = dict(self.report.statuses) if self.report else {}
+        for name, status in list(statuses.items()):  # mark the inner nodes that hold problems
+            if status in PROBLEMS:
+                parts = name.split(".")
+                for i in range(1, len(parts)):
+                    statuses.setdefault(".".join(parts[:i]), "contains_problem")
         self.tree.set_statuses(statuses, PROBLEMS if self.only_problems.value else None)
 
     def _group(self, group: str, visible: bool) -> None:
