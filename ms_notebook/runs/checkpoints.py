@@ -1,8 +1,8 @@
 """Run-folder checkpoints while fine-tuning: ``last.ckpt`` every epoch and ``best.ckpt`` by an eval metric.
 
-Each file is written atomically: saved under a temporary name in the same folder, then ``os.replace``d over the
-old one, so a crash mid-write leaves the previous checkpoint intact. ``save_checkpoint`` writes mode 0o400 files;
-replacing a read-only file by rename only needs the folder to be writable.
+Each file is written atomically: saved under a temporary name in the same folder, then ``os.replace``d over
+the old one, so a crash mid-write leaves the previous checkpoint intact. ``save_checkpoint`` writes mode 0o400
+files; replacing a read-only file by rename only needs the folder to be writable.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """LiveCurves: a MindSpore training callback that records one metric history and draws it live.
 
 Per step it only reads the loss (the one device sync training needs anyway) and appends a row; drawing happens
-on a separate thread, throttled by time, into the callback's own output area. When the run ends the live view is
-replaced in place by a static PNG, so a saved notebook shows the curves without a kernel.
+on a separate thread, throttled by time, into the callback's own output area. When the run ends the live
+view is replaced in place by a static PNG, so a saved notebook shows the curves without a kernel.
 ``follow(path)`` draws a run that another process writes as JSON Lines (``LiveCurves(log_path=...)``).
 """
 
@@ -52,7 +52,7 @@ def _as_history(item: Any, label: str | None) -> History:
         else:
             history = History.from_records(read_jsonl(path), label or path.stem)
     else:
-        raise TypeError(f"cannot overlay a {type(item).__name__}: give LiveCurves, History, DataFrame or a path")
+        raise TypeError(f"cannot overlay {type(item).__name__}: need LiveCurves, History, DataFrame or path")
     if label:
         history.label = label
     return history

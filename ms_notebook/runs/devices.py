@@ -36,12 +36,15 @@ def _is_available(target: str) -> bool:
 
 
 def available_devices() -> Devices:
-    """Device targets that actually work here (CPU always; GPU/Ascend when their plugin and a device answer)."""
+    """Device targets that work here: CPU always; GPU/Ascend when their plugin loads and a device answers."""
     import mindspore
 
     available = tuple(t for t in TARGETS if t == "CPU" or _is_available(t))
     current = mindspore.get_current_device()
-    current_target = current[0] if isinstance(current, tuple) else getattr(current, "device_target", str(current))
+    if isinstance(current, tuple):
+        current_target = current[0]
+    else:
+        current_target = getattr(current, "device_target", str(current))
     return Devices(available, str(current_target))
 
 
@@ -57,7 +60,7 @@ def select_device(target: str) -> str:
     if target not in TARGETS:
         raise DeviceError(f"unknown device target {target!r}: expected one of {', '.join(TARGETS)}")
     if target not in devices:
-        raise DeviceError(f"device {target} is not available in this process (available: {', '.join(devices)})")
+        raise DeviceError(f"device {target} is not available in this process (only {', '.join(devices)})")
     if target == devices.current:
         return target
     try:

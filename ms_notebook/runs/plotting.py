@@ -67,7 +67,8 @@ def render_png(
         if eval_loss:
             xs, ys = zip(*eval_loss, strict=True)
             ax_loss.plot(xs, ys, "o:", color=color, markersize=4, label=f"{label} eval loss")
-        names = sorted({k for e in epochs for k in e if k not in _NON_METRIC and isinstance(e[k], int | float)})
+        names = sorted({k for e in epochs for k, v in e.items()
+                        if k not in _NON_METRIC and isinstance(v, float)})
         for m_index, name in enumerate(names):
             points = [(e["step"], e[name]) for e in epochs if e.get(name) is not None]
             if not points:

@@ -1,7 +1,8 @@
-"""Runner: evaluate and fine-tune a network with ``mindspore.train.Model``, blocking or in a background thread.
+"""Runner: evaluate and fine-tune a network with ``mindspore.train.Model``, blocking or in the background.
 
-Widgets never train: they call ``Runner`` methods and read its state. Everything the widgets show is collected by
-callbacks on the training thread (in PYNATIVE mode, reading parameters from another thread blocks for a step).
+Widgets never train: they call ``Runner`` methods and read its state. Everything the widgets show is collected
+by callbacks on the training thread (in PYNATIVE mode, reading parameters from another thread blocks for a
+step).
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class Runner:
         return p
 
     def add_listener(self, listener: Callable[[str, Runner], None]) -> None:
-        """Call ``listener(event, runner)`` on "state", "step" (training thread; keep it cheap), "epoch", "error"."""
+        """Call ``listener(event, runner)`` on "state", "step" (training thread), "epoch" and "error"."""
         self._listeners.append(listener)
 
     def _notify(self, event: str) -> None:
@@ -161,7 +162,8 @@ class Runner:
         current = available_devices().current
         if self._started_runtime and target != current:
             raise DeviceError(
-                f"MindSpore's runtime already runs on {current} in this process and cannot switch to {target}: "
+                f"MindSpore's runtime already runs on {current} in this process and cannot switch to "
+                f"{target}: "
                 f"restart the kernel and select {target} before the first run"
             )
         self._device = select_device(target)
@@ -204,7 +206,8 @@ class Runner:
         if callable(source):
             dataset = source()
             if not isinstance(dataset, Dataset):
-                raise TypeError(f"the {what} factory returned {type(dataset).__name__}, not a MindSpore dataset")
+                got = type(dataset).__name__
+                raise TypeError(f"the {what} factory returned {got}, not a MindSpore dataset")
             return dataset
         raise TypeError(f"{what} data must be a MindSpore dataset or a factory returning one")
 
@@ -235,7 +238,9 @@ class Runner:
         callbacks: list[Any] = [_Control(self), self.curves]
         if self.run_dir is not None:
             if self.checkpoints is None:
-                self.checkpoints = RunCheckpoints(self.run_dir, self.checkpoint_metric, source=self.source_checkpoint)
+                self.checkpoints = RunCheckpoints(
+                    self.run_dir, self.checkpoint_metric, source=self.source_checkpoint
+                )
             callbacks.append(self.checkpoints)
         train = self._dataset(self.train_data, "train")
         valid = self._dataset(self.eval_data, "eval") if self.eval_data is not None else None
