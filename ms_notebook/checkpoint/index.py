@@ -118,7 +118,10 @@ class Checkpoint:
                 self.path, f"{name!r} is a MapParameter (maptensor); reading it is not supported"
             )
         if entry.kind == STRING:
-            return reader.read_bytes(self.path, entry.spans).decode("utf-32-le").rstrip("\x00")
+            try:
+                return reader.read_bytes(self.path, entry.spans).decode("utf-32-le").rstrip("\x00")
+            except UnicodeDecodeError:
+                raise CheckpointError(self.path, f"string {name!r} is not valid UTF-32 text") from None
         dtype = numpy_dtype(entry.ms_dtype)
         assert dtype is not None  # validated when indexing
         return reader.read_array(self.path, entry.spans, dtype, entry.shape)

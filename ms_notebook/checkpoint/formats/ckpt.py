@@ -216,7 +216,7 @@ def _walk(buf, size: int) -> tuple[list[RawEntry], int | None, int]:
     return entries, crc, end
 
 
-def _finish(path: str, entries: list[RawEntry], file_size: int) -> None:
+def _finish(path: str, entries: list[RawEntry]) -> None:
     """Validate dims and byte counts; normalise scalar and string shapes."""
     for e in entries:
         if e.kind == "maptensor":
@@ -235,9 +235,7 @@ def _finish(path: str, entries: list[RawEntry], file_size: int) -> None:
             raise CheckpointError(path, f"entry {e.name!r} has unknown tensor_type {e.ms_dtype!r}")
         numel = 1
         for d in e.shape:
-            numel *= d
-            if numel * dtype.itemsize > file_size:
-                break
+            numel *= d  # exact Python ints: absurd dims cannot overflow, and are compared below
         if e.shape == (0,) and nbytes == dtype.itemsize:  # MindSpore reads dims [0] as a scalar
             e.shape = ()
             numel = 1
@@ -278,5 +276,5 @@ def read_index(path: str) -> RawIndex:
                 entries, crc, crc_end = _walk(buf, size)
             except _Malformed as exc:
                 raise CheckpointError(path, f"not a valid MindSpore checkpoint: {exc}") from None
-    _finish(path, entries, size)
+    _finish(path, entries)
     return RawIndex("ckpt", entries, crc=crc, crc_end=crc_end)

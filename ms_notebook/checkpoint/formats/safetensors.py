@@ -37,7 +37,7 @@ def _header(path: str, size: int) -> tuple[dict, int]:
         text = f.read(n)
     try:
         header = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(path, f"safetensors header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise CheckpointError(path, "safetensors header is not a JSON object")
