@@ -29,7 +29,8 @@ def digits(start: int, count: int):
     data = load_digits()
     images = (data.images[start:start + count] / 16.0).astype(np.float32)[:, None]
     labels = data.target[start:start + count].astype(np.int32)
-    return lambda: NumpySlicesDataset((images, labels), column_names=["image", "label"], shuffle=False).batch(32)
+    columns = ["image", "label"]
+    return lambda: NumpySlicesDataset((images, labels), column_names=columns, shuffle=False).batch(32)
 
 
 def test_save_atomic_overwrites_read_only_checkpoints_and_appends_values(tmp_path):
@@ -98,8 +99,8 @@ def test_sigkill_while_writing_leaves_the_previous_checkpoint_readable(tmp_path)
     killed_mid_write = 0
     rng = random.Random(7)
     for _ in range(4):
-        process = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True,
-                                   env={**os.environ, "GLOG_v": "3"})
+        process = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE,
+                                   text=True, env={**os.environ, "GLOG_v": "3"})
         assert process.stdout.readline().strip() == "1"  # one complete checkpoint exists
         time.sleep(rng.uniform(0.05, 0.4))
         process.send_signal(signal.SIGKILL)
