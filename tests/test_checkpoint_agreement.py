@@ -63,7 +63,10 @@ def assert_agrees(path, fmt: str) -> None:
 
 @pytest.fixture(scope="module")
 def every_dtype():
-    return [{"name": f"layer.{t}", "data": _param(f"layer.{t}", getattr(ms, t), i)} for i, t in enumerate(LOADABLE)]
+    return [
+        {"name": f"layer.{t}", "data": _param(f"layer.{t}", getattr(ms, t), i)}
+        for i, t in enumerate(LOADABLE)
+    ]
 
 
 @pytest.mark.parametrize("fmt", ["ckpt", "safetensors"])
@@ -204,7 +207,7 @@ def _entry(name: str, dims, tensor_type: str, content: bytes) -> bytes:
 
 
 def test_tag_split_over_several_entries_is_joined_like_load_checkpoint(tmp_path):
-    """MindSpore writes tensors over 512 MiB as consecutive same-tag entries; a small one is built the same way."""
+    """MindSpore writes tensors over 512 MiB as consecutive same-tag entries; a small one is built alike."""
     big = np.arange(7 * 11, dtype=np.float32).reshape(7, 11)
     parts = np.array_split(big, 3)
     path = tmp_path / "split.ckpt"
@@ -223,7 +226,7 @@ def test_tag_split_over_several_entries_is_joined_like_load_checkpoint(tmp_path)
 def test_split_entries_that_disagree_on_dims_are_rejected(tmp_path):
     path = tmp_path / "bad_split.ckpt"
     path.write_bytes(_entry("w", [2, 2], "Float32", bytes(8)) + _entry("w", [4, 2], "Float32", bytes(8)))
-    with pytest.raises(CheckpointError, match="bad_split.ckpt"):
+    with pytest.raises(CheckpointError, match=r"bad_split\.ckpt"):
         open_checkpoint(path)
 
 

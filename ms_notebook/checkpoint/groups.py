@@ -58,8 +58,8 @@ def classify(
 ) -> list[str]:
     """The group of each entry, given names, kinds (tensor/str/maptensor) and number of dims in file order.
 
-    ``in_save_order`` is False for safetensors files (sorted, not in save order): there every scalar that is not
-    optimizer state counts as extra, since the append_dict values cannot be told apart by position.
+    ``in_save_order`` is False for safetensors files (sorted, not in save order): there every scalar that is
+    not optimizer state counts as extra, since the append_dict values cannot be told apart by position.
     """
     known = set(names)
     groups = []

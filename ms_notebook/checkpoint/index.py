@@ -233,8 +233,8 @@ class Checkpoint:
     def _safetensors_value_crc(self, entry: RawEntry, crc: int) -> int:
         """Continue ``crc`` over one value the way MindSpore does: ``crc32(bytes(array))``.
 
-        For a 0-d integer array ``bytes(array)`` is ``bytes(int(array))``, i.e. that many zero bytes (a quirk of
-        MindSpore's writer that its loader repeats), so we repeat it too.
+        For a 0-d integer array ``bytes(array)`` is ``bytes(int(array))``, i.e. that many zero bytes (a quirk
+        of MindSpore's writer that its loader repeats), so we repeat it too.
         """
         dtype = numpy_dtype(entry.ms_dtype)
         if entry.shape == () and dtype is not None and dtype.kind in "iu":
