@@ -8,6 +8,8 @@ from ms_notebook.transfer.plan import STEP_STATE
 
 
 def _list(name: str, items: list[str], comment: str) -> list[str]:
+    if not items:
+        return [f"# {comment}", f"{name} = []"]
     lines = [f"# {comment}", f"{name} = ["]
     lines += [f"    {item!r}," for item in items]
     lines.append("]")

@@ -1,0 +1,275 @@
+"""TransferPanel: tick what to reload and what to freeze on the network's parameter tree, apply, see the code.
+
+Presents and delegates: every rule lives in :class:`ms_notebook.transfer.TransferPlan`; this file maps the
+plan onto the reusable :class:`TreeView` (check columns Reload and Freeze; a status per row) and back. A tick
+on a node ticks its subtree (the tree model's rule); the plan stays the single source of truth and the checks
+are re-read from it after each change, so the tree never shows a selection the plan refuses (a reshaped head
+cannot be ticked for reload).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import ipywidgets as W
+import traitlets
+
+from ms_notebook.transfer import TransferPlan, TransferReport
+from ms_notebook.widgets.tree import TreeView
+from ms_notebook.widgets.tree_model import Column, TreeModel, human_count
+
+_STATIC = Path(__file__).parent / "static"
+RELOAD, FREEZE = "reload", "freeze"
+# row status (CSS class ms-status-<key>) and its label
+STATUS_TEXT = {
+    "matched": "match",
+    "shape_mismatch": "shape mismatch",
+    "missing": "absent in checkpoint",
+    "new": "new (kept at init)",
+}
+_SEVERITY = ["matched", "new", "missing", "shape_mismatch"]
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """A network parameter shaped like ``TensorInfo`` so the tree model can hold it."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    numel: int
+    nbytes: int
+    group: str = "weights"
+
+
+def row_status(plan: TransferPlan, name: str) -> str:
+    """matched (reloaded) / shape_mismatch / missing (absent in checkpoint) / new (kept at init)."""
+    status = plan.status[name]
+    if status == "shape_mismatch":
+        return "shape_mismatch"
+    if status == "absent":
+        return "missing"
+    return "matched" if name in plan.reloaded else "new"
+
+
+def summary_text(plan: TransferPlan) -> str:
+    """The live summary line: parameters reloaded, trainable, % frozen."""
+    s = plan.summary()
+    return (
+        f"{s['tensors_reloaded']} of {s['tensors']} tensors reloaded "
+        f"({human_count(s['params_reloaded'])} parameters)"
+        f" · {human_count(s['params_trainable'])} trainable · {s['percent_frozen']:.1f}% frozen"
+    )
+
+
+class _ReloadAwareModel(TreeModel):
+    """TreeModel whose Reload column only ever toggles leaves that can be reloaded (same name and shape)."""
+
+    reloadable: frozenset[str] = frozenset()
+
+    def toggle_check(self, column: str, node_id: str) -> list[str]:
+        if column != RELOAD or node_id not in self.nodes:
+            return super().toggle_check(column, node_id)
+        node = self.nodes[node_id]
+        leaves = [node] if not node.children else self.visible_leaves(node)
+        targets = [leaf.id for leaf in leaves if leaf.id in self.reloadable]
+        checked = self.checks[column]
+        new_value = not all(t in checked for t in targets)
+        changed = [t for t in targets if (t in checked) != new_value]
+        (checked.update if new_value else checked.difference_update)(changed)
+        return changed
+
+
+class CodePane(anywidget.AnyWidget):
+    """Read-only code with a Copy button (clipboard in the browser)."""
+
+    _esm = _STATIC / "code_pane.js"
+    _css = _STATIC / "code_pane.css"
+    code = traitlets.Unicode("").tag(sync=True)
+    title = traitlets.Unicode("").tag(sync=True)
+
+
+class TransferPanel(W.VBox):
+    """``TransferPanel(net, checkpoint, optimizer=None, optimizer_code=None)``.
+
+    ``optimizer`` is a factory over the trainable parameters (``lambda params: nn.Adam(params, 1e-3)``)
+    used by Apply; ``optimizer_code`` the same as source text for the "Show code" pane. After Apply,
+    ``.report``,
+    ``.optimizer`` and ``.net`` are ready for the next cell; ``.plan`` is the plan shown.
+    """
+
+    def __init__(
+        self,
+        net: Any,
+        checkpoint: Any,
+        *,
+        optimizer: Any = None,
+        optimizer_code: str | None = None,
+        height: int = 380,
+    ) -> None:
+        self.net = net
+        self.plan = TransferPlan(net, checkpoint)
+        self.optimizer_factory = optimizer
+        self.optimizer_code = optimizer_code
+        self.report: TransferReport | None = None
+        self.optimizer: Any = None
+        params = {p.name: p for p in net.get_parameters()}
+        infos = [
+            ParamInfo(
+                n, self.plan.shapes[n], str(params[n].dtype), int(params[n].size), int(params[n].nbytes)
+            )
+            for n in self.plan.names
+        ]
+        self.model = _ReloadAwareModel(
+            infos,
+            columns=[
+                Column("status", "Status"),
+                Column("shape", "Shape"),
+                Column("ckpt_shape", "Checkpoint"),
+                Column("params", "Params", "number"),
+                Column(RELOAD, "Reload", "check"),
+                Column(FREEZE, "Freeze", "check"),
+            ],
+        )
+        self.model.reloadable = frozenset(n for n in self.plan.names if self.plan.status[n] == "match")
+        self.model.values["ckpt_shape"] = {
+            n: "—"
+            if n not in self.plan.checkpoint_shapes
+            else "×".join(map(str, self.plan.checkpoint_shapes[n]))
+            for n in self.plan.names
+        }
+        self.model.expanded = {
+            b for b in self.plan.blocks if b in self.model.nodes and self.model.nodes[b].children
+        }
+        self.tree = TreeView(self.model, height=height)
+        self.tree.on_check(self._on_check)
+
+        self.presets = {
+            "defaults": W.Button(description="Reload all matches", tooltip="Reload every name+shape match"),
+            "freeze_backbone": W.Button(description="Freeze backbone", tooltip="Freeze reloaded, train new"),
+            "train_last_1": W.Button(description="Train last block"),
+            "train_last_2": W.Button(description="Train last 2 blocks"),
+            "unfreeze_all": W.Button(description="Unfreeze all"),
+        }
+        for key, button in self.presets.items():
+            button.layout = W.Layout(width="auto")
+            button.on_click(lambda _b, key=key: self.preset(key))
+        self.summary = W.HTML()
+        self.freeze_bn_stats = W.Checkbox(
+            True, description="keep BN statistics of frozen layers fixed", indent=False
+        )
+        self.freeze_bn_stats.layout = W.Layout(width="auto")
+        self.apply_button = W.Button(description="Apply", button_style="primary", icon="check")
+        self.apply_button.on_click(lambda _b: self.apply())
+        self.show_code = W.ToggleButton(False, description="Show code", icon="code")
+        self.show_code.observe(lambda _ch: self._refresh_code(), "value")
+        self.message = W.HTML()
+        self.report_view = W.HTML()
+        self.code_pane = CodePane(title="The same in plain MindSpore")
+        self.code_pane.layout = W.Layout(display="none")
+        header = W.HTML(
+            "<b>Transfer plan</b> <span style='color:var(--jp-ui-font-color2)'>— tick Reload / Freeze on a "
+            "block or a tensor; statuses compare the network with the checkpoint</span>"
+        )
+        super().__init__(
+            [
+                header,
+                W.HBox(list(self.presets.values()), layout=W.Layout(flex_flow="row wrap")),
+                self.summary,
+                self.tree,
+                W.HBox(
+                    [self.apply_button, self.freeze_bn_stats, self.show_code],
+                    layout=W.Layout(align_items="center"),
+                ),
+                self.message,
+                self.report_view,
+                self.code_pane,
+            ]
+        )
+        self.add_class("ms-transfer-panel")
+        self._sync()
+
+    # ---- plan <-> tree ----
+    def _on_check(self, column: str, _row_id: str, changed: list[str]) -> None:
+        checked = self.model.checks[column]
+        on = [n for n in changed if n in checked]
+        off = [n for n in changed if n not in checked]
+        if column == RELOAD:
+            if on:
+                self.plan.reload(*on)
+            if off:
+                self.plan.keep_init(*off)
+        elif column == FREEZE:
+            if on:
+                self.plan.freeze(*on)
+            if off:
+                self.plan.unfreeze(*off)
+        self._sync()
+
+    def preset(self, key: str) -> None:
+        """Run a preset: defaults, freeze_backbone, train_last_1, train_last_2, unfreeze_all."""
+        plan = self.plan
+        if key == "defaults":
+            plan.reload(*[n for n in plan.names if plan.status[n] == "match"])
+        elif key == "freeze_backbone":
+            plan.freeze_backbone()
+        elif key.startswith("train_last_"):
+            plan.train_last(min(int(key.rsplit("_", 1)[1]), len(plan.blocks)))
+        elif key == "unfreeze_all":
+            plan.unfreeze(*plan.names)
+        else:
+            raise ValueError(f"unknown preset {key!r}")
+        self._sync()
+
+    def _sync(self) -> None:
+        """Re-read checks, statuses and the summary from the plan and push them to the view."""
+        plan = self.plan
+        self.model.checks[RELOAD] = set(plan.reloaded)
+        self.model.checks[FREEZE] = {n for n in plan.names if plan.is_frozen(n)}
+        leaf_status = {n: row_status(plan, n) for n in plan.names}
+        statuses = dict(leaf_status)
+        for name, status in leaf_status.items():
+            parts = name.split(".")
+            for i in range(1, len(parts)):
+                prefix = ".".join(parts[:i])
+                if _SEVERITY.index(status) > _SEVERITY.index(statuses.get(prefix, "matched")):
+                    statuses[prefix] = status
+                else:
+                    statuses.setdefault(prefix, status)
+        self.model.values["status"] = {k: STATUS_TEXT[v] for k, v in statuses.items()}
+        self.tree.set_statuses(statuses)
+        self.summary.value = (
+            "<div class='ms-transfer-summary' style='font-family:var(--jp-ui-font-family);"
+            f"color:var(--jp-ui-font-color1)'>{html.escape(summary_text(plan))}</div>"
+        )
+        self._refresh_code()
+
+    def _refresh_code(self) -> None:
+        self.code_pane.code = self.plan.to_code(optimizer=self.optimizer_code)
+        self.code_pane.layout.display = "" if self.show_code.value else "none"
+
+    @property
+    def code(self) -> str:
+        return self.code_pane.code
+
+    # ---- apply ----
+    def apply(self) -> TransferReport | None:
+        """Apply the plan to the network; show the report (or the error, with nothing changed)."""
+        try:
+            report = self.plan.apply(
+                optimizer=self.optimizer_factory, freeze_bn_stats=self.freeze_bn_stats.value
+            )
+        except Exception as exc:  # shown in the panel: a failed apply changed nothing
+            self.message.value = (
+                f"<div class='ms-transfer-error'><b>Not applied:</b> {html.escape(str(exc))}</div>"
+            )
+            return None
+        self.report = report
+        self.optimizer = report.optimizer
+        self.message.value = "<div class='ms-transfer-applied'>Applied to the network.</div>"
+        self.report_view.value = report._repr_html_()
+        return report

@@ -1,0 +1,107 @@
+"""TransferPanel widget model: ticks, presets, summary, Apply and the code pane, driven by view intents."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GLOG_v", "3")
+
+import numpy as np
+import pytest
+from mindspore import nn
+
+from ms_notebook import TransferPanel, open_checkpoint
+from tests.transfer_support import SmallNet, save_pretrained, values
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("panel") / "pretrained.ckpt")
+    save_pretrained(path, "momentum")
+    return path
+
+
+def _row(panel, row_id):
+    return next(r for r in panel.tree.rows if r["id"] == row_id)
+
+
+def _tick(panel, column, row_id):
+    panel.tree.handle_intent({"type": "check", "column": column, "id": row_id})
+
+
+def test_rows_show_status_and_default_checks(pretrained):
+    panel = TransferPanel(SmallNet(5), pretrained)
+    panel.tree.handle_intent({"type": "expand", "id": "block1.bn", "expanded": True})
+    assert _row(panel, "block1")["checks"] == {"reload": True, "freeze": False}
+    assert _row(panel, "block1")["values"]["status"] == "match"
+    head = _row(panel, "head.weight")
+    assert head["status"] == "shape_mismatch" and head["values"]["status"] == "shape mismatch"
+    assert head["values"]["ckpt_shape"] == "10×16" and head["checks"]["reload"] is False
+    assert _row(panel, "head")["status"] == "shape_mismatch"  # a block shows its worst child
+    assert "12 of 14 tensors reloaded" in panel.summary.value and "0.0% frozen" in panel.summary.value
+
+
+def test_ticking_freeze_on_a_block_freezes_its_subtree_and_updates_the_summary(pretrained):
+    panel = TransferPanel(SmallNet(5), pretrained)
+    _tick(panel, "freeze", "block2")
+    assert set(panel.plan.frozen) == {"block2.conv.weight", "block2.bn.gamma", "block2.bn.beta"}
+    assert _row(panel, "block2")["checks"]["freeze"] is True
+    assert panel.plan.frozen_batchnorm() == ["block2.bn"]
+    frozen = 288 + 8 + 8
+    assert f"{100 * frozen / 2497:.1f}% frozen" in panel.summary.value
+    _tick(panel, "freeze", "block2")
+    assert panel.plan.frozen == []
+
+
+def test_unticking_reload_keeps_initial_values_and_the_row_becomes_new(pretrained):
+    panel = TransferPanel(SmallNet(5), pretrained)
+    panel.tree.handle_intent({"type": "expand", "id": "block3.dense", "expanded": True})
+    _tick(panel, "reload", "block3.dense.bias")
+    assert "block3.dense.bias" not in panel.plan.reloaded
+    assert _row(panel, "block3.dense.bias")["status"] == "new"
+    assert _row(panel, "block3.dense")["checks"]["reload"] == "mixed"
+
+
+def test_reload_cannot_be_ticked_on_a_reshaped_head(pretrained):
+    panel = TransferPanel(SmallNet(5), pretrained)
+    _tick(panel, "reload", "head")
+    assert not any(n.startswith("head") for n in panel.plan.reloaded)
+    assert _row(panel, "head")["checks"]["reload"] is False
+
+
+def test_presets_drive_the_plan(pretrained):
+    panel = TransferPanel(SmallNet(5), pretrained)
+    panel.presets["freeze_backbone"].click()
+    assert set(panel.plan.trainable) == {"head.weight", "head.bias"}
+    assert _row(panel, "block1")["checks"]["freeze"] is True
+    panel.presets["train_last_2"].click()
+    assert {n.split(".")[0] for n in panel.plan.trainable} == {"block3", "head"}
+    panel.presets["unfreeze_all"].click()
+    assert panel.plan.frozen == []
+
+
+def test_apply_button_loads_the_network_and_shows_the_report(pretrained):
+    net = SmallNet(5)
+    panel = TransferPanel(net, pretrained, optimizer=lambda p: nn.Momentum(p, 0.05, 0.9))
+    _tick(panel, "freeze", "block1")
+    panel.apply_button.click()
+    assert panel.report is not None and panel.optimizer is panel.report.optimizer
+    assert "shape mismatch: checkpoint (10, 16) vs network (5, 16)" in panel.report_view.value
+    np.testing.assert_array_equal(
+        values(net)["block2.conv.weight"], open_checkpoint(pretrained)["block2.conv.weight"]
+    )
+    assert net.block1.conv.weight.requires_grad is False and net.block2.conv.weight.requires_grad is True
+    assert net.block1.bn.use_batch_statistics is False
+    assert {p.name for p in panel.optimizer.parameters} == {p.name for p in net.trainable_params()}
+
+
+def test_code_pane_shows_to_code_and_follows_the_plan(pretrained):
+    panel = TransferPanel(SmallNet(5), pretrained, optimizer_code="nn.Adam(params, 1e-3)")
+    assert panel.code_pane.layout.display == "none"
+    panel.show_code.value = True
+    assert panel.code_pane.layout.display == ""
+    assert "FROZEN = []" in panel.code
+    _tick(panel, "freeze", "block1")
+    assert "'block1.conv.weight'," in panel.code.split("FROZEN = [")[1].split("]")[0]
+    assert "optimizer = nn.Adam(params, 1e-3)" in panel.code
+    assert panel.code == panel.plan.to_code(optimizer="nn.Adam(params, 1e-3)")
