@@ -69,6 +69,7 @@ class CurveView:
         self.curves = curves
         self.min_interval = 1.0 / max_redraws_per_s if max_redraws_per_s > 0 else math.inf
         self.enabled = _in_kernel() if display is None else display
+        self.embedded = False  # True when another widget (the Dashboard) shows the output area
         self.output = None
         self.handle = None
         self._drawn_version = -1
@@ -92,7 +93,7 @@ class CurveView:
 
     def show(self) -> None:
         """Display the output area in the current cell (once), under a display id for in-place replacement."""
-        if not self.enabled or self.handle is not None:
+        if not self.enabled or self.embedded or self.handle is not None:
             return
         from IPython.display import display
 

@@ -1,0 +1,122 @@
+"""Dashboard model: buttons enabled only when they make sense, progress, metrics and errors shown inside."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import nn
+from mindspore.dataset import NumpySlicesDataset
+from sklearn.datasets import load_digits
+
+from ms_notebook.runs.curves import LiveCurves
+from ms_notebook.runs.runner import Runner
+from ms_notebook.widgets.dashboard import Dashboard, format_seconds, progress_text
+
+pytestmark = pytest.mark.slow
+
+
+def digits(start: int, count: int):
+    data = load_digits()
+    images = (data.images[start:start + count] / 16.0).astype(np.float32)[:, None]
+    labels = data.target[start:start + count].astype(np.int32)
+    columns = ["image", "label"]
+    return lambda: NumpySlicesDataset((images, labels), column_names=columns, shuffle=False).batch(32)
+
+
+def make_dashboard(train_count: int = 320) -> Dashboard:
+    ms.set_seed(3)
+    net = nn.SequentialCell(nn.Flatten(), nn.Dense(64, 32), nn.ReLU(), nn.Dense(32, 10))
+    runner = Runner(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"),
+                    nn.Momentum(net.trainable_params(), 0.05, 0.9), digits(0, train_count), digits(1000, 96),
+                    curves=LiveCurves(display=False))
+    return Dashboard(runner, epochs=2, max_updates_per_s=50)
+
+
+def buttons(dash: Dashboard) -> tuple[bool, bool, bool]:
+    """Which buttons are enabled: (evaluate, fine-tune, stop)."""
+    return (not dash.evaluate_button.disabled, not dash.fit_button.disabled, not dash.stop_button.disabled)
+
+
+def wait_idle(dash: Dashboard, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while dash.runner.running and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not dash.runner.running
+
+
+def test_buttons_follow_evaluate_fit_and_stop():
+    dash = make_dashboard(train_count=960)  # 30 steps per epoch
+    assert buttons(dash) == (True, True, False)
+    seen_during_fit = []
+
+    def record(event, _runner):
+        if event == "step":
+            seen_during_fit.append(buttons(dash))
+
+    dash.runner.add_listener(record)
+    dash.fit_button.click()
+    assert dash.runner.running
+    deadline = time.monotonic() + 60
+    while len(seen_during_fit) < 3 and time.monotonic() < deadline:  # past graph compilation
+        time.sleep(0.01)
+    assert buttons(dash) == (False, False, True)
+    assert dash.device.disabled and dash.epochs.disabled and dash.lr.disabled
+    before_stop = list(seen_during_fit)
+    dash.stop_button.click()
+    assert dash.stop_button.disabled  # stopping (or stopped): no second Stop
+    assert dash.runner.state in ("stopping", "idle")
+    wait_idle(dash)
+    assert buttons(dash) == (True, True, False)
+    assert len(dash.runner.history) < 60  # stopped before the two epochs ended
+    assert before_stop and all(state == (False, False, True) for state in before_stop)
+    dash.evaluate_button.click()
+    wait_idle(dash)
+    assert buttons(dash) == (True, True, False)
+    assert "evaluate: accuracy" in dash.metrics.value
+
+
+def test_fine_tune_shows_progress_metrics_and_uses_the_learning_rate():
+    dash = make_dashboard()
+    dash.lr.value = 0.02
+    dash.epochs.value = 2
+    dash.fit_button.click()
+    wait_idle(dash)
+    assert dash.progress.value == pytest.approx(1.0)
+    assert dash.status.value.startswith("done · epoch 2/2 · step 20/20")
+    assert "eval_accuracy" in dash.metrics.value
+    assert dash.runner.history["lr"].dropna().round(6).unique().tolist() == [0.02]
+    assert dash.curves.outputs and "image/png" in dash.curves.outputs[0]["data"]
+    assert dash.error.value == ""
+
+
+def test_errors_are_shown_inside_the_widget():
+    dash = make_dashboard()
+
+    def missing():
+        raise FileNotFoundError("train.mindrecord not found")
+
+    dash.runner.train_data = missing
+    dash.fit_button.click()
+    wait_idle(dash)
+    assert "train.mindrecord not found" in dash.error.value
+    assert buttons(dash) == (True, True, False)
+    dash.lr.value = -1.0
+    dash.runner.train_data = digits(0, 64)
+    dash.fit_button.click()
+    assert "learning rate must be positive" in dash.error.value
+    assert threading.active_count() >= 1 and not dash.runner.running
+
+
+def test_progress_text_and_eta_formatting():
+    assert format_seconds(None) == "–"
+    assert format_seconds(5.4) == "5 s"
+    assert format_seconds(185) == "3 min 05 s"
+    assert format_seconds(3720) == "1 h 02 min"
+    text = progress_text({"step": 10, "total": 40, "epoch": 1, "epochs": 2, "steps_per_s": 5.0, "eta_s": 6.0},
+                         "training")
+    assert text == "training · epoch 1/2 · step 10/40 · 5.0 steps/s · ETA 6 s"
+    assert progress_text({"step": 0, "total": 0}, "idle") == "ready"
