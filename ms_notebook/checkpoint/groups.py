@@ -67,10 +67,11 @@ def classify(
         if name in OPTIMIZER_SCALARS or name.startswith(STRONG_PREFIXES):
             groups.append(OPTIMIZER)
             continue
-        weak = next((p for p in WEAK_PREFIXES if name.startswith(p)), None)
-        if weak is not None and name[len(weak) :] in known:
-            groups.append(OPTIMIZER)
-            continue
+        if name.startswith(WEAK_PREFIXES):
+            weak = next(p for p in WEAK_PREFIXES if name.startswith(p))
+            if name[len(weak) :] in known:
+                groups.append(OPTIMIZER)
+                continue
         groups.append(EXTRA if name in EXTRA_NAMES else WEIGHTS)
     if not in_save_order:
         for i, (kind, ndim) in enumerate(zip(kinds, ndims, strict=True)):

@@ -19,10 +19,11 @@ class RawEntry:
     ms_dtype: str
     kind: str
     spans: list[tuple[int, int]] = field(default_factory=list)
+    nbytes: int = 0  # total length of the spans
 
-    @property
-    def nbytes(self) -> int:
-        return sum(length for _, length in self.spans)
+    def add_span(self, offset: int, length: int) -> None:
+        self.spans.append((offset, length))
+        self.nbytes += length
 
 
 @dataclass(slots=True)

@@ -76,6 +76,7 @@ def read_index(path: str) -> RawIndex:
             raise CheckpointError(path, f"safetensors entry {name!r} has unsupported dtype {dtype!r}")
         if not 0 <= begin <= end <= size - data_start:
             raise CheckpointError(path, f"safetensors entry {name!r} lies outside the file")
-        entries.append(RawEntry(name, shape, ms_dtype, "tensor", [(data_start + begin, end - begin)]))
+        span = (data_start + begin, end - begin)
+        entries.append(RawEntry(name, shape, ms_dtype, "tensor", [span], end - begin))
     entries.sort(key=lambda e: e.spans[0][0])
     return RawIndex("safetensors", entries, metadata={str(k): str(v) for k, v in metadata.items()})
