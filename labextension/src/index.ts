@@ -1,0 +1,148 @@
+/**
+ * ms-notebook for JupyterLab: one plugin per feature.
+ *   ms-notebook:viewer         .ckpt / .safetensors open in the Checkpoint Viewer (metadata only, via the server)
+ *   ms-notebook:new-notebook   "New Notebook from Checkpoint" in the file browser's context menu and the palette
+ *   ms-notebook:tagged-cells   run cells tagged ms-eval / ms-finetune from the toolbar, a command or the kernel
+ */
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { ICommandPalette, WidgetTracker, showErrorMessage } from '@jupyterlab/apputils';
+import { IDocumentWidget } from '@jupyterlab/docregistry';
+import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { LabIcon } from '@jupyterlab/ui-components';
+
+import { createNotebookFor, isCheckpointPath } from './newNotebook';
+import { addRunTaggedCommand, extendPanel } from './taggedCells';
+import {
+  CheckpointModelFactory,
+  CheckpointViewer,
+  CheckpointViewerFactory,
+  FILE_TYPE,
+  MODEL_FACTORY,
+  VIEWER_FACTORY
+} from './viewer';
+
+const CATEGORY = 'MindSpore';
+const NEW_NOTEBOOK = 'ms-notebook:new-notebook-from-checkpoint';
+
+export const checkpointIcon = new LabIcon({
+  name: 'ms-notebook:checkpoint',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 16 16">' +
+    '<g class="jp-icon3" fill="#616161">' +
+    '<rect x="2" y="2" width="5" height="5" rx="1"/><rect x="9" y="2" width="5" height="5" rx="1"/>' +
+    '<rect x="2" y="9" width="5" height="5" rx="1"/><rect x="9" y="9" width="5" height="5" rx="1" opacity=".5"/>' +
+    '</g></svg>'
+});
+
+const viewerPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'ms-notebook:viewer',
+  description: 'Opens MindSpore checkpoints in a viewer that reads only their index.',
+  autoStart: true,
+  optional: [ILayoutRestorer],
+  activate: (app: JupyterFrontEnd, restorer: ILayoutRestorer | null) => {
+    app.docRegistry.addFileType({
+      name: FILE_TYPE,
+      displayName: 'MindSpore checkpoint',
+      extensions: ['.ckpt', '.safetensors'],
+      mimeTypes: ['application/octet-stream'],
+      contentType: 'file',
+      fileFormat: null,
+      icon: checkpointIcon
+    });
+    app.docRegistry.addModelFactory(new CheckpointModelFactory());
+    const factory = new CheckpointViewerFactory({
+      name: VIEWER_FACTORY,
+      label: 'Checkpoint Viewer',
+      modelName: MODEL_FACTORY,
+      fileTypes: [FILE_TYPE],
+      defaultFor: [FILE_TYPE],
+      readOnly: true
+    });
+    const tracker = new WidgetTracker<IDocumentWidget<CheckpointViewer>>({
+      namespace: 'ms-checkpoint-viewer'
+    });
+    factory.widgetCreated.connect((_, widget) => {
+      widget.title.icon = checkpointIcon;
+      void tracker.add(widget);
+      widget.context.pathChanged.connect(() => void tracker.save(widget));
+    });
+    app.docRegistry.addWidgetFactory(factory);
+    if (restorer) {
+      void restorer.restore(tracker, {
+        command: 'docmanager:open',
+        args: widget => ({ path: widget.context.path, factory: VIEWER_FACTORY }),
+        name: widget => widget.context.path
+      });
+    }
+  }
+};
+
+const newNotebookPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'ms-notebook:new-notebook',
+  description: 'Creates a notebook next to a checkpoint that opens it, browses it and plans a transfer.',
+  autoStart: true,
+  requires: [IFileBrowserFactory],
+  optional: [ICommandPalette],
+  activate: (app: JupyterFrontEnd, browsers: IFileBrowserFactory, palette: ICommandPalette | null) => {
+    const target = (args: Record<string, unknown>): string | null => {
+      if (typeof args.path === 'string' && isCheckpointPath(args.path)) {
+        return args.path;
+      }
+      const current = app.shell.currentWidget as any;
+      const docPath = current?.context?.path;
+      if (typeof docPath === 'string' && isCheckpointPath(docPath)) {
+        return docPath;
+      }
+      const item = browsers.tracker.currentWidget?.selectedItems().next();
+      const selected = item && !item.done ? item.value : null;
+      return selected && isCheckpointPath(selected.path) ? selected.path : null;
+    };
+    app.commands.addCommand(NEW_NOTEBOOK, {
+      label: 'New Notebook from Checkpoint',
+      caption: 'Create a notebook next to the checkpoint that opens it, browses it and sets up a TransferPlan',
+      icon: args => (args.isPalette ? undefined : checkpointIcon),
+      isEnabled: args => target(args) !== null,
+      execute: async args => {
+        const path = target(args);
+        if (!path) {
+          return;
+        }
+        try {
+          const notebook = await createNotebookFor(app.serviceManager.contents, path);
+          return app.commands.execute('docmanager:open', { path: notebook, factory: 'Notebook' });
+        } catch (error) {
+          void showErrorMessage('New notebook from checkpoint', error as Error);
+        }
+      }
+    });
+    app.contextMenu.addItem({
+      command: NEW_NOTEBOOK,
+      selector: `.jp-DirListing-item[data-file-type="${FILE_TYPE}"]`,
+      rank: 3
+    });
+    app.contextMenu.addItem({ command: NEW_NOTEBOOK, selector: '.ms-CheckpointViewer', rank: 1 });
+    palette?.addItem({ command: NEW_NOTEBOOK, category: CATEGORY });
+  }
+};
+
+const taggedCellsPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'ms-notebook:tagged-cells',
+  description: 'Runs cells tagged ms-eval or ms-finetune from the toolbar, a command or the kernel.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  optional: [ICommandPalette],
+  activate: (app: JupyterFrontEnd, tracker: INotebookTracker, palette: ICommandPalette | null) => {
+    addRunTaggedCommand(app.commands, tracker);
+    tracker.widgetAdded.connect((_, panel: NotebookPanel) => extendPanel(panel, app.commands));
+    for (const tag of ['ms-eval', 'ms-finetune']) {
+      palette?.addItem({ command: 'ms-notebook:run-tagged-cell', args: { tag }, category: CATEGORY });
+    }
+  }
+};
+
+export default [viewerPlugin, newNotebookPlugin, taggedCellsPlugin];
