@@ -277,3 +277,26 @@ def test_encrypted_checkpoint_asks_for_the_key(tmp_path, mode):
     with pytest.raises(CheckpointError, match=r"encrypted.*key") as err:
         open_checkpoint(path)
     assert str(path) in str(err.value) and mode in str(err.value)
+
+
+def test_maptensor_entries_are_listed_with_their_kind_and_reading_says_unsupported(tmp_path):
+    """A MapParameter is saved as a maptensor of key/value/status tensors (layout of MindSpore's writer)."""
+    keys = np.arange(5, dtype=np.int64)
+    values = np.ones((5, 3), np.float32)
+    status = np.zeros(5, np.int32)
+    msg = checkpoint_pb2.Checkpoint()
+    value = msg.value.add()
+    value.tag = "embedding.table"
+    for array in (keys, values, status):
+        tensor = value.maptensor.tensor.add()
+        tensor.dims.extend(array.shape)
+        tensor.tensor_type = str(array.dtype)
+        tensor.tensor_content = array.reshape(-1).tobytes()
+    path = tmp_path / "map.ckpt"
+    path.write_bytes(_entry("dense.weight", [2], "Float32", bytes(8)) + msg.SerializeToString())
+    ck = open_checkpoint(path)
+    info = ck.info("embedding.table")
+    assert (info.kind, info.shape, info.dtype) == ("maptensor", (5, 3), "float32")
+    assert ck.info("dense.weight").kind == "tensor"
+    with pytest.raises(CheckpointError, match="not supported"):
+        ck["embedding.table"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,6 @@ from mindspore import nn  # noqa: E402
 from mindspore.train import checkpoint_pb2  # noqa: E402
 
 from ms_notebook.checkpoint import CheckpointError, open_checkpoint  # noqa: E402
-
-SCRATCH = Path(tempfile.mkdtemp(prefix="ms_notebook_malformed_"))
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +33,14 @@ def originals(tmp_path_factory) -> dict[str, bytes]:
     return out
 
 
-def _exercise(data: bytes, suffix: str) -> None:
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cases")
+
+
+def _exercise(scratch: Path, data: bytes, suffix: str) -> None:
     """Open ``data`` as a file and use every part of the API; only CheckpointError may escape."""
-    path = SCRATCH / f"case{suffix}"
+    path = scratch / f"case{suffix}"
     path.write_bytes(data)
     try:
         ck = open_checkpoint(path)
@@ -68,31 +70,31 @@ PROPERTY = settings(
 @pytest.mark.parametrize("fmt", ["ckpt", "safetensors"])
 @PROPERTY
 @given(cut=st.integers(min_value=0, max_value=10_000))
-def test_truncated_files_raise_only_checkpoint_error(originals, fmt, cut):
+def test_truncated_files_raise_only_checkpoint_error(originals, scratch, fmt, cut):
     data = originals[fmt]
-    _exercise(data[: cut % len(data)], f".{fmt}")
+    _exercise(scratch, data[: cut % len(data)], f".{fmt}")
 
 
 @pytest.mark.parametrize("fmt", ["ckpt", "safetensors"])
 @PROPERTY
 @given(flips=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 7)), min_size=1, max_size=4))
-def test_bit_flips_raise_only_checkpoint_error(originals, fmt, flips):
+def test_bit_flips_raise_only_checkpoint_error(originals, scratch, fmt, flips):
     data = bytearray(originals[fmt])
     for pos, bit in flips:
         data[pos % len(data)] ^= 1 << bit
-    _exercise(bytes(data), f".{fmt}")
+    _exercise(scratch, bytes(data), f".{fmt}")
 
 
 @PROPERTY
 @given(data=st.binary(min_size=0, max_size=2000))
-def test_random_bytes_raise_only_checkpoint_error(data):
-    _exercise(data, ".ckpt")
+def test_random_bytes_raise_only_checkpoint_error(scratch, data):
+    _exercise(scratch, data, ".ckpt")
 
 
 @PROPERTY
 @given(tail=st.binary(min_size=0, max_size=300))
-def test_random_bytes_after_a_protobuf_start_raise_only_checkpoint_error(tail):
-    _exercise(b"\x0a" + tail, ".ckpt")
+def test_random_bytes_after_a_protobuf_start_raise_only_checkpoint_error(scratch, tail):
+    _exercise(scratch, b"\x0a" + tail, ".ckpt")
 
 
 def test_missing_file_raises_file_not_found(tmp_path):

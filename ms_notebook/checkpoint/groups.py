@@ -1,15 +1,16 @@
 """Sort checkpoint entries into weights, optimizer state and extra (append_dict) values.
 
-Names checked by saving real MindSpore 2.10 optimizers after a training step: Momentum and FTRL save
-``moments.*``
-(FTRL also ``linear.*``), Adam/LazyAdam/AdaMax ``moment1.*``/``moment2.*`` and
-``beta1_power``/``beta2_power``,
-AdamWeightDecay ``adam_m.*``/``adam_v.*``, SGD ``accum.*``/``stat.*``, RMSProp ``mean_square.*``/``moment.*``,
-Adagrad/ProximalAdagrad ``accum.*``, Adadelta ``accum.*``/``accum_update.*``, Rprop
-``prev.*``/``step_size.*``,
-ASGD ``mu_*``/``eta_*``/``ax_.*``; all of them save ``global_step`` and ``learning_rate`` (Momentum and SGD
-also
-``momentum``). ``append_dict`` values are written after everything else.
+Names checked by saving real MindSpore 2.10 optimizers after a training step:
+
+- Momentum, FTRL: ``moments.*`` (FTRL also ``linear.*``)
+- Adam, LazyAdam, AdaMax: ``moment1.*``, ``moment2.*``, ``beta1_power``, ``beta2_power``
+- AdamWeightDecay: ``adam_m.*``, ``adam_v.*``; SGD: ``accum.*``, ``stat.*``
+- RMSProp: ``mean_square.*``, ``moment.*``; Adagrad, ProximalAdagrad: ``accum.*``
+- Adadelta: ``accum.*``, ``accum_update.*``; Rprop: ``prev.*``, ``step_size.*``
+- ASGD: ``mu_*``, ``eta_*``, ``ax_.*``
+- all: ``global_step``, ``learning_rate``; Momentum and SGD also ``momentum``.
+
+``append_dict`` values are written after everything else.
 """
 
 from __future__ import annotations

@@ -27,8 +27,9 @@ FORMATS = ("ckpt", "safetensors")
 
 
 def open_checkpoint(path: str | os.PathLike[str], format: str | None = None) -> Checkpoint:
-    """Index a MindSpore ``.ckpt`` or ``.safetensors`` file (detected from its content) without reading
-    tensors.
+    """Index a MindSpore ``.ckpt`` or ``.safetensors`` file (format detected from its content).
+
+    Only headers are read; tensor values are read when asked for.
 
     Raises FileNotFoundError for a missing file and CheckpointError for anything malformed or encrypted.
     """
@@ -54,8 +55,7 @@ class Checkpoint:
     """The index of one checkpoint file: names, shapes, dtypes and groups, with values read lazily.
 
     ``len``, ``iter`` (names in file order), ``in`` and ``ck[name]`` (a NumPy array, or ``str`` for string
-    values)
-    work like a read-only mapping. Nothing but the headers is read until a value is asked for.
+    values) work like a read-only mapping. Nothing but the headers is read until a value is asked for.
     """
 
     def __init__(self, path: str | os.PathLike[str], format: str | None = None) -> None:

@@ -10,8 +10,7 @@ class TensorInfo:
     """One entry of a checkpoint.
 
     ``dtype`` is MindSpore's type name as written in the file (``"Float32"``, ``"BFloat16"``, ``"str"``),
-    which is
-    also ``str(parameter.dtype)`` of the network parameter it came from. ``group`` is ``"weights"``,
+    which is also ``str(parameter.dtype)`` of the network parameter it came from. ``group`` is ``"weights"``,
     ``"optimizer"`` or ``"extra"``; ``kind`` is ``"tensor"``, ``"str"`` or ``"maptensor"``.
     """
 

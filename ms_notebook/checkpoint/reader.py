@@ -45,8 +45,10 @@ def read_bytes(path: str, spans: Sequence[tuple[int, int]]) -> bytes:
 def iter_chunks(
     path: str, spans: Sequence[tuple[int, int]], dtype: np.dtype, chunk_elements: int = CHUNK_ELEMENTS
 ) -> Iterator[np.ndarray]:
-    """Yield the value as flat arrays of at most ``chunk_elements`` elements, reading the file piece by
-    piece."""
+    """Yield the value as flat arrays of at most ``chunk_elements`` elements, reading piece by piece.
+
+    Each yielded array is a view of one reused buffer: use it before asking for the next.
+    """
     itemsize = dtype.itemsize
     step = max(1, chunk_elements) * itemsize
     buf = np.empty(step, dtype=np.uint8)

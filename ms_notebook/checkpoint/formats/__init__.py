@@ -10,8 +10,8 @@ class RawEntry:
     """Where one named value lives in a file.
 
     ``spans`` are ``(offset, length)`` byte ranges whose concatenation is the value's bytes (several when
-    MindSpore
-    split a large tensor over consecutive entries). ``kind`` is ``"tensor"``, ``"str"`` or ``"maptensor"``.
+    MindSpore split a large tensor over consecutive entries). ``kind`` is ``"tensor"``, ``"str"`` or
+    ``"maptensor"``.
     """
 
     name: str
