@@ -1,0 +1,219 @@
+"""Studio: one widget for a transfer-learning lesson, with tabs Browse / Transfer / Run.
+
+It only composes and delegates: the Browse tab is a :class:`CheckpointBrowser` (the checkpoint compared with
+the network), the Transfer tab a :class:`TransferPanel` (what to reload and freeze; Apply), the Run tab a
+:class:`Dashboard` over a :class:`Runner` that is (re)built after each Apply, because the optimizer must be
+built over the trainable parameters *after* freezing. All runs share one :class:`LiveCurves`, so every new
+Apply starts a new labelled run and earlier runs stay on the plot as overlays ("frozen" vs "unfrozen").
+
+Each Apply starts from the network as it was when the Studio was created (``reset_before_apply``): without
+that, a second run would begin with the head the first run trained, and BatchNorm cells frozen by an earlier
+plan would stay frozen. The snapshot and restore are plain functions (:class:`NetworkSnapshot`), tested
+without widgets.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as W
+
+from ms_notebook.widgets.browser import CheckpointBrowser
+from ms_notebook.widgets.transfer_panel import TransferPanel, summary_text
+
+TAB_TITLES = ("Browse", "Transfer", "Run")
+DEFAULT_OPTIMIZER_CODE = "nn.Momentum(params, learning_rate=0.02, momentum=0.9)"
+PRESET_LABELS = {
+    "defaults": "all reloaded, nothing frozen",
+    "freeze_backbone": "frozen backbone",
+    "train_last_1": "train last block",
+    "train_last_2": "train last 2 blocks",
+    "unfreeze_all": "all unfrozen",
+}
+
+
+def default_optimizer(params: list[Any]) -> Any:
+    """Momentum(lr=0.02, momentum=0.9) over ``params``: the Studio's optimizer unless one is given."""
+    from mindspore import nn
+
+    return nn.Momentum(params, learning_rate=0.02, momentum=0.9)
+
+
+def default_loss() -> Any:
+    """Softmax cross-entropy on integer labels, averaged over the batch."""
+    from mindspore import nn
+
+    return nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+
+
+class NetworkSnapshot:
+    """Values, ``requires_grad`` flags and BatchNorm ``use_batch_statistics`` of a network, for restoring."""
+
+    def __init__(self, net: Any) -> None:
+        from mindspore.nn.layer.normalization import _BatchNorm
+
+        self.net = net
+        self.values = {p.name: p.asnumpy().copy() for p in net.get_parameters()}
+        self.requires_grad = {p.name: bool(p.requires_grad) for p in net.get_parameters()}
+        self.batch_statistics = {
+            name: cell.use_batch_statistics
+            for name, cell in net.cells_and_names()
+            if isinstance(cell, _BatchNorm)
+        }
+
+    def restore(self) -> None:
+        """Put every parameter value and flag back as it was when the snapshot was taken."""
+        from mindspore import Tensor
+
+        cells = dict(self.net.cells_and_names())
+        for param in self.net.get_parameters():
+            param.set_data(Tensor(self.values[param.name].copy(), param.dtype))
+            param.requires_grad = self.requires_grad[param.name]
+        for name, value in self.batch_statistics.items():
+            cells[name].use_batch_statistics = value
+
+
+class _StudioTransferPanel(TransferPanel):
+    """The TransferPanel, telling the Studio before and after each Apply and which preset was pressed."""
+
+    def __init__(self, studio: Studio, *args: Any, **kwargs: Any) -> None:
+        self._studio = studio
+        self.last_preset: str | None = None
+        super().__init__(*args, **kwargs)
+
+    def preset(self, key: str) -> None:
+        super().preset(key)
+        self.last_preset = key
+
+    def _on_check(self, column: str, row_id: str, changed: list[str]) -> None:
+        super()._on_check(column, row_id, changed)
+        self.last_preset = None  # a hand-made selection
+
+    def apply(self):
+        if self._studio.runner is not None and self._studio.runner.running:
+            self.message.value = (
+                "<div class='ms-transfer-error'><b>Not applied:</b> a run is in progress; "
+                "press Stop in the Run tab first.</div>"
+            )
+            return None
+        if self._studio.reset_before_apply.value:
+            self._studio.snapshot.restore()
+        report = super().apply()
+        if report is not None:
+            self._studio._applied()
+        return report
+
+
+class Studio(W.Tab):
+    """``Studio(net, checkpoint, train_data, eval_data)``: Browse / Transfer / Run for one lesson.
+
+    ``train_data``/``eval_data``: MindSpore datasets or (better) factories returning fresh ones.
+    ``optimizer``: a factory over the trainable parameters (default Momentum lr 0.02), with
+    ``optimizer_code`` its source for the "Show code" pane. After Apply, ``runner`` and ``dashboard`` are
+    ready; ``curves`` holds every run of the session.
+    """
+
+    def __init__(
+        self,
+        net: Any,
+        checkpoint: Any,
+        train_data: Any,
+        eval_data: Any = None,
+        *,
+        loss_fn: Any = None,
+        optimizer: Any = None,
+        optimizer_code: str | None = None,
+        epochs: int = 3,
+        mode: str = "graph",
+        run_dir: str | None = None,
+    ) -> None:
+        from ms_notebook.runs.curves import LiveCurves
+
+        self.net = net
+        self.checkpoint = checkpoint
+        self.train_data, self.eval_data = train_data, eval_data
+        self.loss_fn = loss_fn if loss_fn is not None else default_loss()
+        self.epochs = epochs
+        self.mode = mode
+        self.run_dir = run_dir
+        self.snapshot = NetworkSnapshot(net)
+        # Drawn inside the Run tab: the Dashboard embeds the curves' output area and enables drawing.
+        self.curves = LiveCurves(label="run 1", display=False)
+        self.runner: Any = None
+        self.dashboard: Any = None
+        self.runs = 0
+
+        self.browser = CheckpointBrowser(checkpoint, net)
+        if optimizer is None:
+            optimizer, optimizer_code = default_optimizer, optimizer_code or DEFAULT_OPTIMIZER_CODE
+        self.reset_before_apply = W.Checkbox(
+            True, description="start each Apply from the initial network (fresh head, nothing frozen)",
+            indent=False, layout=W.Layout(width="auto"),
+        )
+        self.transfer = _StudioTransferPanel(
+            self, net, checkpoint, optimizer=optimizer, optimizer_code=optimizer_code
+        )
+        self.plan = self.transfer.plan
+        self.run_status = W.HTML(self._status_html(None))
+        self.apply_here = W.Button(
+            description="Apply the plan", icon="check", button_style="primary", layout=W.Layout(width="auto"),
+            tooltip="Apply the Transfer tab's plan (same as its Apply button)",
+        )
+        self.apply_here.on_click(lambda _b: self.transfer.apply())
+        self.run_box = W.VBox([self.run_status, self.apply_here])
+        super().__init__(
+            children=[self.browser, W.VBox([self.reset_before_apply, self.transfer]), self.run_box],
+            titles=TAB_TITLES,
+        )
+        self.add_class("ms-studio")
+
+    # -- after Apply -------------------------------------------------------------------------------------
+    def run_label(self) -> str:
+        """Legend label of the next run: the preset pressed, else the share of frozen parameters."""
+        preset = self.transfer.last_preset
+        what = PRESET_LABELS.get(preset or "", f"{self.plan.summary()['percent_frozen']:.0f}% frozen")
+        return f"run {self.runs}: {what}"
+
+    def _applied(self) -> None:
+        """A plan was applied: new run label, new Runner over the freshly built optimizer, new Dashboard."""
+        from ms_notebook.runs.runner import Runner
+
+        self.runs += 1
+        self.curves.new_run(self.run_label())
+        self.runner = Runner(
+            self.net, self.loss_fn, self.transfer.optimizer, self.train_data, self.eval_data,
+            mode=self.mode, curves=self.curves, run_dir=self.run_dir,
+            source_checkpoint=self.checkpoint if isinstance(self.checkpoint, str) else None,
+        )
+        self.runner.add_listener(self._on_runner_event)
+        from ms_notebook.widgets.dashboard import Dashboard
+
+        self.dashboard = Dashboard(self.runner, epochs=self.epochs)
+        self.run_status.value = self._status_html(self.curves.history_obj.label)
+        self.run_box.children = [self.run_status, self.dashboard]
+
+    def _on_runner_event(self, event: str, runner: Any) -> None:
+        if event == "state":
+            busy = runner.running
+            self.transfer.apply_button.disabled = busy
+            self.reset_before_apply.disabled = busy
+
+    def _status_html(self, label: str | None) -> str:
+        style = "font-family:var(--jp-ui-font-family);color:var(--jp-ui-font-color1);padding:2px 0"
+        if label is None:
+            text = (
+                "No plan applied yet. Choose what to reload and freeze in the <b>Transfer</b> tab and press "
+                "<b>Apply</b> (or apply the current plan here); then Evaluate or Fine-tune."
+            )
+        else:
+            text = (
+                f"<b>{html.escape(label)}</b> · {html.escape(summary_text(self.plan))}. "
+                "Earlier runs stay on the plot for comparison."
+            )
+        return f"<div class='ms-studio-status' style='{style}'>{text}</div>"
+
+    # -- shortcuts for scripts and tests -----------------------------------------------------------------
+    def select_tab(self, title: str) -> None:
+        """Show the tab called ``title`` (Browse, Transfer or Run)."""
+        self.selected_index = TAB_TITLES.index(title)
