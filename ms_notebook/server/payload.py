@@ -2,13 +2,15 @@
 
 A checkpoint can hold tens of thousands of tensors, so nothing here returns them all at once: the entry list
 is paged (``offset``/``limit``) and filtered by substring, and the tree is cut at ``depth`` levels and
-``max_children`` children per node, each cut node saying how much it left out.
+``max_children`` children per node and ``MAX_TREE_NODES`` nodes in all, each cut node saying how many
+children it left out.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections import deque
 from typing import Any
 
 from ms_notebook.checkpoint import Checkpoint, Node
@@ -17,6 +19,7 @@ MAX_LIMIT = 5000
 PREVIEW_VALUES = 16
 PREVIEW_MAX_BYTES = 4 << 20
 MAX_BINS = 200
+MAX_TREE_NODES = 2000
 
 
 def _finite(value: float) -> float | None:
@@ -34,7 +37,7 @@ def _groups(ck: Checkpoint) -> dict[str, dict[str, int]]:
     return groups
 
 
-def _node(node: Node, depth: int, max_children: int) -> dict[str, Any]:
+def _one(node: Node) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": node.name,
         "path": node.path,
@@ -45,14 +48,29 @@ def _node(node: Node, depth: int, max_children: int) -> dict[str, Any]:
     if node.info is not None:
         out.update(shape=list(node.info.shape), dtype=node.info.dtype, group=node.info.group)
     if node.children:
-        children = list(node.children.values())
-        if depth > 0:
-            out["children"] = [_node(c, depth - 1, max_children) for c in children[:max_children]]
-            out["more_children"] = max(0, len(children) - max_children)
-        else:
-            out["children"] = []
-            out["more_children"] = len(children)
+        out["children"] = []
+        out["more_children"] = len(node.children)
     return out
+
+
+def _cut_tree(root: Node, depth: int, max_children: int, max_nodes: int = MAX_TREE_NODES) -> dict[str, Any]:
+    """The tree breadth first: upper levels are complete before deeper ones spend the node budget."""
+    top = _one(root)
+    queue: deque[tuple[Node, dict[str, Any], int]] = deque([(root, top, depth)])
+    budget = max_nodes - 1
+    while queue:
+        node, out, left = queue.popleft()
+        if left <= 0 or not node.children:
+            continue
+        for child in list(node.children.values())[:max_children]:
+            if budget <= 0:
+                return top
+            budget -= 1
+            child_out = _one(child)
+            out["children"].append(child_out)
+            out["more_children"] -= 1
+            queue.append((child, child_out, left - 1))
+    return top
 
 
 def checkpoint_summary(
@@ -83,7 +101,7 @@ def checkpoint_summary(
         "num_params": ck.num_params,
         "has_crc": ck.has_crc,
         "groups": _groups(ck),
-        "tree": _node(node, max(0, depth), max(1, max_children)),
+        "tree": _cut_tree(node, max(0, depth), max(1, max_children)),
         "entries": {
             "columns": ["name", "shape", "dtype", "group", "numel", "nbytes"],
             "rows": [[i.name, list(i.shape), i.dtype, i.group, i.numel, i.nbytes] for i in page],

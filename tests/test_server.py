@@ -1,0 +1,328 @@
+"""The server extension against a real Jupyter server in a subprocess, on checkpoints MindSpore wrote.
+
+The server runs with ``import mindspore`` made to fail, so every test here also proves the server side never
+needs MindSpore.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BLOCK_MINDSPORE = """
+import sys
+class _NoMindSpore:
+    def find_spec(self, name, path=None, target=None):
+        if name == "mindspore" or name.startswith("mindspore."):
+            raise ImportError("mindspore is blocked in this test server")
+        return None
+sys.meta_path.insert(0, _NoMindSpore())
+from jupyter_server.serverapp import main
+sys.exit(main())
+"""
+
+
+@dataclass
+class Server:
+    url: str
+    token: str
+    root: Path
+    outside: Path
+
+    def get(self, endpoint: str, token: str | None = "default", **query: str) -> tuple[int, dict]:
+        """GET /ms-notebook/<endpoint>?query; return (status, JSON body)."""
+        url = f"{self.url}/ms-notebook/{endpoint}?{urllib.parse.urlencode(query)}"
+        headers = {}
+        if token is not None:
+            headers["Authorization"] = f"token {self.token if token == 'default' else token}"
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            body = err.read()
+            try:
+                return err.code, json.loads(body)
+            except json.JSONDecodeError:
+                return err.code, {"raw": body.decode("utf-8", "replace")}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _write_checkpoints(root: Path, outside: Path) -> None:
+    import mindspore as ms
+    from mindspore import nn
+
+    class Small(nn.Cell):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block1 = nn.SequentialCell([nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)])
+            self.head = nn.Dense(16, 3)
+
+        def construct(self, x):
+            return self.head(self.block1(x).mean(axis=(2, 3)).tile((1, 4)))
+
+    net = Small()
+    ms.save_checkpoint(net, str(root / "small.ckpt"), append_dict={"epoch_num": 3})
+    ms.save_checkpoint(net, str(root / "small.safetensors"), format="safetensors")
+    (root / "sub").mkdir()
+    ms.save_checkpoint(net, str(root / "sub" / "nested.ckpt"))
+    ms.save_checkpoint(net, str(root / ".hidden.ckpt"))
+    (root / ".secret").mkdir()
+    ms.save_checkpoint(net, str(root / ".secret" / "inside.ckpt"))
+    many = [{"name": f"layers.{i // 100}.w{i % 100}", "data": ms.Tensor(np.full((2,), i, np.float32))}
+            for i in range(10_000)]
+    ms.save_checkpoint(many, str(root / "many.ckpt"))
+    ms.save_checkpoint(net, str(outside / "elsewhere.ckpt"))
+    (root / "link_out.ckpt").symlink_to(outside / "elsewhere.ckpt")
+    (root / "link_in.ckpt").symlink_to(root / "small.ckpt")
+    rng = np.random.default_rng(0)
+    (root / "garbage.ckpt").write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    (root / "empty.ckpt").write_bytes(b"")
+    (root / "notes.txt").write_text("not a checkpoint")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp("server")
+    root, outside = base / "root", base / "outside"
+    root.mkdir()
+    outside.mkdir()
+    _write_checkpoints(root, outside)
+    dirs = {name: base / name for name in ("config", "data", "runtime")}
+    for folder in dirs.values():
+        folder.mkdir()
+    token = secrets.token_hex(16)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
+        "JUPYTER_DATA_DIR": str(dirs["data"]),
+        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+    }
+    command = [
+        sys.executable, "-c", BLOCK_MINDSPORE,
+        "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        "--ServerApp.jpserver_extensions={'ms_notebook': True}",
+    ]
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    log = base / "server.log"
+    with log.open("w") as log_file:
+        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited {process.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                req = urllib.request.Request(f"{url}/api/status", headers={"Authorization": f"token {token}"})
+                with urllib.request.urlopen(req, timeout=2):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not start:\n{log.read_text()[-3000:]}") from None
+                time.sleep(0.3)
+        yield Server(url=url, token=token, root=root, outside=outside)
+        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+# --- summary and tree -------------------------------------------------------------------------------------
+
+
+def test_checkpoint_summary_matches_what_mindspore_saved(server: Server) -> None:
+    import mindspore as ms
+
+    status, body = server.get("checkpoint", path="small.ckpt", limit="100")
+    assert status == 200, body
+    loaded = ms.load_checkpoint(str(server.root / "small.ckpt"))
+    rows = body["entries"]["rows"]
+    assert [r[0] for r in rows] == list(loaded)
+    by_name = {r[0]: r for r in rows}
+    for name, value in loaded.items():
+        if isinstance(value, ms.Parameter):
+            assert by_name[name][1] == list(value.shape)
+            assert by_name[name][2] == str(value.dtype)
+    assert body["format"] == "ckpt"
+    assert body["file_size"] == (server.root / "small.ckpt").stat().st_size
+    assert body["num_tensors"] == len(loaded)
+    weights = [v for n, v in loaded.items() if n != "epoch_num"]
+    assert body["num_params"] == sum(int(np.prod(v.shape)) for v in weights)
+    assert body["groups"]["extra"]["tensors"] == 1  # epoch_num from append_dict
+    top = [child["name"] for child in body["tree"]["children"]]
+    assert top[:2] == ["block1", "head"]
+
+
+def test_safetensors_summary_lists_the_same_tensors_as_the_ckpt(server: Server) -> None:
+    _, ckpt = server.get("checkpoint", path="small.ckpt")
+    status, st = server.get("checkpoint", path="small.safetensors")
+    assert status == 200, st
+    assert st["format"] == "safetensors"
+    assert sorted(r[0] for r in st["entries"]["rows"]) == sorted(
+        r[0] for r in ckpt["entries"]["rows"] if r[0] != "epoch_num"
+    )
+
+
+def test_tree_depth_and_prefix_cut_the_tree(server: Server) -> None:
+    _, shallow = server.get("checkpoint", path="small.ckpt", depth="0")
+    assert shallow["tree"]["children"] == []
+    assert shallow["tree"]["more_children"] == 3  # block1, head, epoch_num
+    status, sub = server.get("checkpoint", path="small.ckpt", prefix="head", depth="1")
+    assert status == 200
+    assert sub["tree"]["path"] == "head"
+    assert sorted(c["name"] for c in sub["tree"]["children"]) == ["bias", "weight"]
+    status, _ = server.get("checkpoint", path="small.ckpt", prefix="no.such.block")
+    assert status == 404
+
+
+def test_ten_thousand_tensors_come_back_paged_and_filtered(server: Server) -> None:
+    status, body = server.get("checkpoint", path="many.ckpt")
+    assert status == 200
+    page = body["entries"]
+    assert page["total"] == 10_000
+    assert len(page["rows"]) == page["limit"] == 1000
+    (layers,) = body["tree"]["children"]  # depth 1: the top level only, its 100 children counted, not sent
+    assert layers["name"] == "layers" and layers["children"] == [] and layers["more_children"] == 100
+    _, second = server.get("checkpoint", path="many.ckpt", offset="1000", limit="10")
+    assert [r[0] for r in second["entries"]["rows"]] == [f"layers.10.w{i}" for i in range(10)]
+    _, filtered = server.get("checkpoint", path="many.ckpt", filter="layers.42.w9")
+    names = [r[0] for r in filtered["entries"]["rows"]]
+    assert names == ["layers.42.w9", *[f"layers.42.w9{i}" for i in range(10)]]
+    _, huge = server.get("checkpoint", path="many.ckpt", limit="100000", depth="5")
+    assert len(huge["entries"]["rows"]) == 5000  # capped
+    assert len(huge["tree"]["children"][0]["children"]) == 100
+    blocks = huge["tree"]["children"][0]["children"]
+    shown = sum(len(block["children"]) for block in blocks)
+    assert shown < 2000 and blocks[-1]["children"] == [] and blocks[-1]["more_children"] == 100
+    assert len(json.dumps(huge)) < 1_000_000
+
+
+# --- one tensor ---------------------------------------------------------------------------------------------
+
+
+def test_tensor_statistics_histogram_and_preview_match_the_values(server: Server) -> None:
+    import mindspore as ms
+
+    value = ms.load_checkpoint(str(server.root / "small.ckpt"))["head.weight"].asnumpy().astype(np.float64)
+    status, body = server.get("tensor", path="small.ckpt", name="head.weight", bins="10")
+    assert status == 200, body
+    assert body["shape"] == [3, 16] and body["dtype"] == "Float32" and body["group"] == "weights"
+    stats = body["stats"]
+    assert stats["count"] == value.size
+    assert stats["mean"] == pytest.approx(value.mean(), rel=1e-9, abs=1e-12)
+    assert stats["std"] == pytest.approx(value.std(), rel=1e-9, abs=1e-12)
+    assert stats["min"] == pytest.approx(value.min()) and stats["max"] == pytest.approx(value.max())
+    counts, edges = np.histogram(value, bins=10, range=(value.min(), value.max()))
+    assert body["histogram"]["counts"] == counts.tolist()
+    assert body["histogram"]["edges"] == pytest.approx(edges.tolist())
+    assert body["preview"] == pytest.approx(value.reshape(-1)[:16].tolist(), rel=1e-6)
+
+
+def test_appended_scalar_has_stats_and_unknown_name_is_404(server: Server) -> None:
+    status, body = server.get("tensor", path="small.ckpt", name="epoch_num")
+    assert status == 200, body
+    assert body["group"] == "extra" and body["stats"]["max"] == 3
+    status, body = server.get("tensor", path="small.ckpt", name="no.such.tensor")
+    assert status == 404
+    assert "no.such.tensor" in body["message"]
+    status, _ = server.get("tensor", path="small.ckpt")
+    assert status == 400
+
+
+# --- security and bad input --------------------------------------------------------------------------------
+
+
+def test_requests_without_a_valid_token_are_refused(server: Server) -> None:
+    for endpoint, query in (("checkpoint", {}), ("tensor", {"name": "head.weight"})):
+        status, _ = server.get(endpoint, token=None, path="small.ckpt", **query)
+        assert status == 403
+        status, _ = server.get(endpoint, token="wrong", path="small.ckpt", **query)
+        assert status == 403
+
+
+def test_missing_and_hidden_files_are_404(server: Server) -> None:
+    for path in ("nope.ckpt", ".hidden.ckpt", ".secret/inside.ckpt", "sub"):
+        status, body = server.get("checkpoint", path=path)
+        assert status == 404, (path, body)
+        status, _ = server.get("tensor", path=path, name="head.weight")
+        assert status == 404, path
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../outside/elsewhere.ckpt", "sub/../../outside/elsewhere.ckpt", "link_out.ckpt"],
+)
+def test_paths_that_leave_the_root_are_refused(server: Server, path: str) -> None:
+    status, body = server.get("checkpoint", path=path)
+    assert status in (403, 404), body
+    assert "epoch" not in json.dumps(body)
+
+
+def test_absolute_paths_are_refused_even_inside_the_root(server: Server) -> None:
+    for path in (str(server.outside / "elsewhere.ckpt"), str(server.root / "small.ckpt")):
+        status, _ = server.get("checkpoint", path=path)
+        assert status in (403, 404)
+
+
+def test_symlink_inside_the_root_and_nested_paths_work(server: Server) -> None:
+    assert server.get("checkpoint", path="link_in.ckpt")[0] == 200
+    assert server.get("checkpoint", path="sub/nested.ckpt")[0] == 200
+
+
+@pytest.mark.parametrize("path", ["garbage.ckpt", "empty.ckpt", "notes.txt"])
+def test_malformed_files_answer_422_with_the_index_message(server: Server, path: str) -> None:
+    from ms_notebook import CheckpointError, open_checkpoint
+
+    with pytest.raises(CheckpointError) as expected:
+        open_checkpoint(server.root / path)
+    status, body = server.get("checkpoint", path=path)
+    assert status == 422, body
+    assert body["message"] == str(expected.value)
+    assert server.get("tensor", path=path, name="x")[0] == 422
+
+
+def test_bad_numeric_arguments_are_400(server: Server) -> None:
+    assert server.get("checkpoint", path="small.ckpt", limit="lots")[0] == 400
+    assert server.get("tensor", path="small.ckpt", name="head.weight", bins="x")[0] == 400
+
+
+# --- installation ------------------------------------------------------------------------------------------
+
+
+def test_installed_extensions_are_enabled() -> None:
+    jupyter = Path(sys.executable).with_name("jupyter")
+    labext = subprocess.run([jupyter, "labextension", "list"], capture_output=True, text=True, timeout=120)
+    text = labext.stdout + labext.stderr
+    lines = text.splitlines()
+    assert any("ms-notebook" in line and "enabled" in line and "OK" in line for line in lines), text
+    serverext = subprocess.run(
+        [jupyter, "server", "extension", "list"], capture_output=True, text=True, timeout=120
+    )
+    text = serverext.stdout + serverext.stderr
+    assert any("ms_notebook" in line and "enabled" in line for line in text.splitlines()), text
