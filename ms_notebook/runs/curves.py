@@ -93,7 +93,7 @@ class CurveView:
 
     def show(self) -> None:
         """Display the output area in the current cell (once), under a display id for in-place replacement."""
-        if not self.enabled or self.embedded or self.handle is not None:
+        if not self.enabled or self.embedded or self.handle is not None or not _in_kernel():
             return
         from IPython.display import display
 
