@@ -142,3 +142,10 @@ def test_repr_is_one_line_with_totals(ck):
     assert "\n" not in text and "tensors=8" in text and "format=ckpt" in text
     summary = ck.summary(depth=1)
     assert "encoder/  4 tensors" in summary
+
+
+def test_iter_chunks_yields_the_tensor_in_bounded_pieces(ck):
+    name = "encoder.layer1.ffn.weight"
+    pieces = [chunk.copy() for chunk in ck.iter_chunks(name, chunk_elements=1000)]
+    assert max(p.size for p in pieces) == 1000
+    assert np.array_equal(np.concatenate(pieces).reshape(ck.info(name).shape), VALUES[name])

@@ -158,6 +158,14 @@ class Checkpoint:
         self._check_unchanged()
         return entry, dtype
 
+    def iter_chunks(self, name: str, chunk_elements: int = reader.CHUNK_ELEMENTS) -> Iterator[np.ndarray]:
+        """Yield a numeric tensor as flat arrays of at most ``chunk_elements`` elements, in file order.
+
+        Memory stays bounded by one chunk; each array is a view of a reused buffer (copy it to keep it).
+        """
+        entry, dtype = self._numeric(name)
+        return reader.iter_chunks(self.path, entry.spans, dtype, chunk_elements)
+
     def stats(self, name: str, chunk_elements: int = reader.CHUNK_ELEMENTS) -> TensorStats:
         """Mean, std, min, max, mean |x|, zero fraction, NaN and Inf counts, computed in bounded chunks."""
         entry, dtype = self._numeric(name)
