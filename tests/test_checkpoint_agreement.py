@@ -300,3 +300,14 @@ def test_maptensor_entries_are_listed_with_their_kind_and_reading_says_unsupport
     assert ck.info("dense.weight").kind == "tensor"
     with pytest.raises(CheckpointError, match="not supported"):
         ck["embedding.table"]
+
+
+@pytest.mark.parametrize(("fmt", "wrong_suffix"), [("ckpt", ".safetensors"), ("safetensors", ".ckpt")])
+def test_format_is_detected_from_content_not_extension(tmp_path, fmt, wrong_suffix):
+    saved = tmp_path / f"net.{fmt}"
+    ms.save_checkpoint(nn.Dense(3, 2), str(saved), format=fmt)
+    renamed = tmp_path / f"renamed{wrong_suffix}"
+    renamed.write_bytes(saved.read_bytes())
+    ck = open_checkpoint(renamed)
+    assert ck.format == fmt
+    assert np.array_equal(ck["weight"], open_checkpoint(saved)["weight"])
