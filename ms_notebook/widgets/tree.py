@@ -63,7 +63,7 @@ class TreeView(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self.model = model
         self._check_callbacks: list[Callable[[str, str, list[str]], None]] = []
-        self.on_msg(self._handle_msg)
+        self.on_msg(self._on_view_msg)
         self.refresh()
 
     # ---- Python API used by owners ------------------------------------------------------------------------
@@ -123,6 +123,6 @@ class TreeView(anywidget.AnyWidget):
             for cb in self._check_callbacks:
                 cb(column, row_id, changed)
 
-    def _handle_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+    def _on_view_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if isinstance(content, dict):
             self.handle_intent(content)

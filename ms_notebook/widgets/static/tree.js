@@ -53,7 +53,14 @@ function render({ model, el: host }) {
     rows = model.get("rows") || [];
     index = new Map(rows.map((r, i) => [r.id, i]));
     spacer.style.height = `${rows.length * ROW_H}px`;
+    fitHeight();
     draw();
+  }
+
+  // the scrolling area grows with the rows up to `height`, so a small tree leaves no empty box
+  function fitHeight() {
+    const h = Math.min(model.get("height"), Math.max(rows.length, 6) * ROW_H + 2);
+    scroll.style.height = `${h}px`;
   }
 
   function rowElement(r, i) {
@@ -188,7 +195,7 @@ function render({ model, el: host }) {
     error.style.display = err ? "" : "none";
     input.classList.toggle("ms-error", !!err);
     summary.textContent = model.get("summary");
-    scroll.style.height = `${model.get("height")}px`;
+    fitHeight();
   }
 
   model.on("change:columns", () => {
