@@ -66,9 +66,9 @@ def header_html(ck: Any) -> str:
         f"{len(ck.entries):,} tensors · {human_count(int(num_params))} parameters</div>"
         f'<div class="ms-sub">by dtype: {dtypes}</div><div class="ms-sub">by group: {groups}</div></div>'
         "<style>.ms-browser-header{font-family:var(--jp-ui-font-family);font-size:var(--jp-ui-font-size1);"
-        "color:var(--jp-ui-font-color1);padding:2px 0}.ms-browser-header .ms-sub{color:var(--jp-ui-font-color2);"
+        "color:var(--jp-ui-font-color1);padding:2px 0;line-height:1.5}.ms-browser-header .ms-sub{color:var(--jp-ui-font-color2);"
         "font-size:var(--jp-ui-font-size0)}.ms-compare-summary{font-family:var(--jp-ui-font-family);"
-        "font-size:var(--jp-ui-font-size1);color:var(--jp-ui-font-color1)}</style>"
+        "font-size:var(--jp-ui-font-size1);color:var(--jp-ui-font-color1);line-height:1.5}</style>"
     )
 
 

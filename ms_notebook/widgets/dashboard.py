@@ -85,13 +85,14 @@ class Dashboard(w.VBox):
         self.device = w.Dropdown(options=list(devices.available), value=devices.current, description="device")
         self.epochs = w.BoundedIntText(value=epochs, min=1, max=10_000, description="epochs")
         lr = runner.learning_rate()
-        self.lr = w.FloatText(value=lr if lr is not None else 0.0, description="learning rate",
-                              disabled=lr is None, step=None)
+        shown_lr = float(f"{lr:.6g}") if lr is not None else 0.0  # not float32 noise like 0.0199999
+        self.lr = w.FloatText(value=shown_lr, description="learning rate", disabled=lr is None, step=None)
         self.evaluate_button = w.Button(description="Evaluate", icon="check", tooltip="Evaluate on eval data")
         self.fit_button = w.Button(description="Fine-tune", icon="play", button_style="primary")
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning")
         self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress")
         self.status = w.Label(value="ready")
+        self.status.add_class("ms-dashboard-status")
         self.metrics = w.HTML(value=_table([]))
         self.error = w.HTML(value="")
         self.smoothing = w.FloatSlider(value=runner.curves.smoothing, min=0.0, max=0.95, step=0.05,
@@ -128,7 +129,8 @@ class Dashboard(w.VBox):
         self.refresh()
 
     def _start_fit(self) -> None:
-        if self.lr.value and not self.lr.disabled and self.lr.value != self.runner.learning_rate():
+        current = self.runner.learning_rate()
+        if self.lr.value and not self.lr.disabled and float(f"{current:.6g}") != self.lr.value:
             self.runner.set_learning_rate(float(self.lr.value))
         self.runner.start_fit(int(self.epochs.value))
 

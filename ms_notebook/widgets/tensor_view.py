@@ -148,7 +148,7 @@ def preview_text(values: Any) -> str:
         return repr(values[:200])
     a = np.asarray(values)
     flat = a.reshape(-1)[:PREVIEW_ELEMENTS]
-    body = np.array2string(np.asarray(flat), precision=4, separator=", ", max_line_width=60)
+    body = np.array2string(np.asarray(flat), precision=4, separator=", ", max_line_width=44)
     more = f" … ({a.size - flat.size:,} more)" if a.size > flat.size else ""
     return body + more
 
@@ -191,15 +191,16 @@ def details_html(checkpoint: Any, name: str, *, heatmap: bool = False, bins: int
 DETAILS_CSS = """
 <style>
 .ms-details { font-family: var(--jp-ui-font-family); font-size: var(--jp-ui-font-size1); color: var(--jp-ui-font-color1);
-  padding: 4px 8px; }
+  padding: 4px 8px; line-height: 1.45; }
 .ms-details-title { font-weight: 600; font-family: var(--jp-code-font-family); word-break: break-all; }
 .ms-details-meta, .ms-note { color: var(--jp-ui-font-color2); margin: 2px 0 6px; }
 .ms-stats { border-collapse: collapse; margin-bottom: 6px; }
+.ms-stats th, .ms-stats td { line-height: 1.35; }
 .ms-stats th { text-align: left; font-weight: normal; color: var(--jp-ui-font-color2); padding: 1px 12px 1px 0; }
 .ms-stats td { font-family: var(--jp-code-font-family); text-align: right; padding: 1px 0; }
 .ms-bad, .ms-bad th, .ms-bad td { color: var(--jp-error-color1, #d32f2f) !important; font-weight: 600; }
 .ms-hist, .ms-heatmap { max-width: 100%; display: block; margin: 4px 0; border-radius: 2px; }
-.ms-preview { font-size: var(--jp-code-font-size); white-space: pre-wrap; color: var(--jp-ui-font-color1);
+.ms-preview { font-size: var(--jp-code-font-size); white-space: pre; overflow-x: auto; color: var(--jp-ui-font-color1);
   background: var(--jp-layout-color2); padding: 4px; border-radius: 2px; }
 </style>
 """
