@@ -326,3 +326,17 @@ def test_installed_extensions_are_enabled() -> None:
     )
     text = serverext.stdout + serverext.stderr
     assert any("ms_notebook" in line and "enabled" in line for line in text.splitlines()), text
+
+
+# --- kernel side of the tagged-cell contract ----------------------------------------------------------------
+
+
+def test_frontend_helper_outside_a_kernel_stays_unavailable_and_sends_nothing() -> None:
+    code = (
+        "from ms_notebook.widgets import frontend\n"
+        "frontend.probe()\n"
+        "print(frontend.available(), frontend.request_run_tagged('ms-eval'), frontend.last_ran())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False", "None"]

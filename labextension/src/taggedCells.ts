@@ -111,8 +111,12 @@ function registerCommTarget(panel: NotebookPanel, kernel: Kernel.IKernelConnecti
         }
       }
     };
-    comm.onMsg = msg => handle(msg.content.data);
-    return handle(open.content.data);
+    // Never return these promises: the kernel connection waits for a handler's promise before it handles the
+    // next message, and running cells needs the replies that come after this one (a deadlock otherwise).
+    comm.onMsg = msg => {
+      void handle(msg.content.data);
+    };
+    void handle(open.content.data);
   });
 }
 
