@@ -252,3 +252,17 @@ def test_concurrent_prepares_train_once_and_agree(tmp_path):
     assert sum(err.count("Training the demo") for _, err in outs) == 1
     files = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".ckpt")
     assert files == [Path(paths.pop()).name]
+
+
+def test_importing_the_demo_package_does_not_import_mindspore():
+    code = (
+        "import sys, ms_notebook.demo as d; from ms_notebook.demo.__main__ import main; "
+        "main(['path']); print('mindspore' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=_env(MS_NOTEBOOK_CACHE="/nonexistent/cache"),
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    path, imported = out.stdout.split()
+    assert path.startswith("/nonexistent/cache/digitsnet-pretrain-") and path.endswith(".ckpt")
+    assert imported == "False"
