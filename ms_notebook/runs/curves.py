@@ -147,8 +147,8 @@ class CurveView:
             self._wake.clear()
             if self._stop.is_set():
                 break
-            # at most max_redraws_per_s, and never more than ~5 % of one core on drawing
-            gap = max(self.min_interval, 20.0 * self._draw_cost)
+            # at most max_redraws_per_s, and never more than ~2.5 % of one core on drawing
+            gap = max(self.min_interval, 40.0 * self._draw_cost)
             if time.monotonic() - self._last_draw < gap:
                 continue
             try:

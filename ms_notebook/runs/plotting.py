@@ -43,9 +43,11 @@ def render_png(
     dpi: int = 80,
 ) -> bytes:
     """Draw the loss panel (per-step, smoothed) and the metric panel (per-epoch) for the run and overlays."""
-    figure = Figure(figsize=size, dpi=dpi, layout="constrained")
+    # fixed margins: a constrained layout would double the cost of every redraw
+    figure = Figure(figsize=size, dpi=dpi)
     FigureCanvasAgg(figure)
     ax_loss, ax_metric = figure.subplots(1, 2)
+    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.9, wspace=0.22)
     colors = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7"]
     any_metric = False
     runs = [*overlays, history]
@@ -92,7 +94,7 @@ def render_png(
         ax_metric.text(0.5, 0.5, "no epoch metrics yet", ha="center", va="center",
                        transform=ax_metric.transAxes, color="gray")
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})
     return buffer.getvalue()
 
 

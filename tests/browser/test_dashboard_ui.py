@@ -1,0 +1,92 @@
+"""The dashboard in a real JupyterLab: press Fine-tune, watch progress and curves update, press Stop."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from .conftest import cell_output, open_notebook, run_cell, screenshot, write_notebook
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SETUP = """
+import numpy as np
+import mindspore as ms
+from mindspore import nn
+from mindspore.dataset import NumpySlicesDataset
+from sklearn.datasets import load_digits
+from ms_notebook.runs.curves import LiveCurves
+from ms_notebook.runs.runner import Runner
+from ms_notebook.widgets.dashboard import Dashboard
+
+digits = load_digits()
+x = (digits.images / 16.0).astype(np.float32)[:, None]
+y = digits.target.astype(np.int32)
+cols = ["image", "label"]
+train = lambda: NumpySlicesDataset((x[:1500], y[:1500]), column_names=cols, shuffle=False).batch(32)
+valid = lambda: NumpySlicesDataset((x[1500:], y[1500:]), column_names=cols, shuffle=False).batch(32)
+ms.set_seed(0)
+net = nn.SequentialCell(nn.Flatten(), nn.Dense(64, 64), nn.ReLU(), nn.Dense(64, 10))
+runner = Runner(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"),
+                nn.Momentum(net.trainable_params(), 0.02, 0.9), train, valid,
+                curves=LiveCurves(label="digits"))
+print("runner ready")
+"""
+
+
+def _status(output) -> str:
+    return output.locator(".ms-dashboard-status").first.inner_text()
+
+
+def _wait_for(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _step(text: str) -> int:
+    match = re.search(r"step (\d+)/", text)
+    return int(match.group(1)) if match else -1
+
+
+def test_fine_tune_updates_progress_and_curves_and_stop_ends_it(page, lab):
+    write_notebook(lab, "dashboard.ipynb", [SETUP, "Dashboard(runner, epochs=2000)"])
+    open_notebook(page, lab, "dashboard.ipynb")
+    run_cell(page, 0, timeout_ms=180_000)
+    assert "runner ready" in cell_output(page, 0).inner_text()
+    run_cell(page, 1)
+    output = cell_output(page, 1)
+    fine_tune = output.locator("button", has_text="Fine-tune")
+    stop = output.locator("button", has_text="Stop")
+    fine_tune.wait_for(timeout=60_000)
+    assert stop.is_disabled() and fine_tune.is_enabled()
+    screenshot(page, "dashboard_ready")
+
+    fine_tune.click()
+    first = _wait_for(lambda: _step(_status(output)) > 0 and _status(output), 120, "training progress")
+    assert first.startswith("training")
+    assert stop.is_enabled() and fine_tune.is_disabled()
+    # curves arrive as an image in the dashboard's own output area, and keep changing
+    image = output.locator(".jp-OutputArea-output img").first
+    image.wait_for(timeout=60_000)
+    src_before = image.get_attribute("src")
+    _wait_for(lambda: _step(_status(output)) > _step(first) + 30, 120, "more steps")
+    redrawn = output.locator(".jp-OutputArea-output img").first
+    _wait_for(lambda: redrawn.get_attribute("src") != src_before, 60, "a redraw of the curves")
+    assert "eval_accuracy" in output.inner_text() or "loss" in output.inner_text()
+    screenshot(page, "dashboard_training")
+
+    stop.click()
+    done = _wait_for(lambda: _status(output).startswith("done") and _status(output), 60, "the run to stop")
+    stopped_at = _step(done)
+    assert 0 < stopped_at < 2000 * 47
+    assert fine_tune.is_enabled() and stop.is_disabled()
+    time.sleep(1.0)
+    assert _step(_status(output)) == stopped_at  # nothing runs after Stop
+    screenshot(page, "dashboard_stopped")
