@@ -1,4 +1,5 @@
-"""Benchmark: build the browser's tree model (Python side, incl. the widget's visible rows) for 10,000 tensors.
+"""Benchmark: build the browser's tree model (Python side, incl. the widget's visible rows) for 10,000
+tensors.
 
 Writes a real 10,000-tensor .ckpt (an LLM-shard-like layout: 400 layers × 25 tensors, small shapes) with
 mindspore.save_checkpoint into a temp folder, opens it with the index, then times (median of several runs):
@@ -27,7 +28,9 @@ def write_checkpoint(path: Path) -> None:
     names = [f"q_proj.{k}" for k in ("weight", "bias")] + [f"k_proj.{k}" for k in ("weight", "bias")]
     names += [f"v_proj.{k}" for k in ("weight", "bias")] + [f"o_proj.{k}" for k in ("weight", "bias")]
     names += ["mlp.gate.weight", "mlp.up.weight", "mlp.down.weight", "norm1.gamma", "norm1.beta"]
-    names += ["norm2.gamma", "norm2.beta", "rotary.inv_freq"] + [f"lora.{i}.{k}" for i in range(3) for k in "AB"]
+    names += ["norm2.gamma", "norm2.beta", "rotary.inv_freq"] + [
+        f"lora.{i}.{k}" for i in range(3) for k in "AB"
+    ]
     names += ["scale", "bias_gate", "ls.gamma"]
     assert len(names) == PER_LAYER
     small = ms.Tensor(np.ones((4, 4), np.float32))
@@ -75,7 +78,10 @@ def main() -> None:
         widget = median_ms(lambda: TreeView(TreeModel(entries)).close(), runs=3)
 
     print(f"TreeModel build                      {build:7.1f} ms")
-    print(f"build + first visible rows           {first:7.1f} ms   (target < 200 ms: {'OK' if first < 200 else 'MISSED'})")
+    print(
+        f"build + first visible rows           {first:7.1f} ms   "
+        f"(target < 200 ms: {'OK' if first < 200 else 'MISSED'})"
+    )
     print(f"visible rows again (collapsed)       {rows_only:7.1f} ms")
     print(f"build + glob filter + rows           {filt:7.1f} ms")
     print(f"all expanded: {n_expanded:,} rows            {expanded:7.1f} ms")

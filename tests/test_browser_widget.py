@@ -37,7 +37,9 @@ def test_selecting_a_tensor_shows_statistics_histogram_and_values(path):
     stats = ck.stats("block3.weight")
     assert "block3.weight" in html and "32×256" in html
     assert f"{stats.mean:.6g}" in html and f"{stats.max:.6g}" in html
-    assert re.search(r'<img class="ms-hist" alt="histogram" src="data:image/png;base64,[A-Za-z0-9+/=]{200,}', html)
+    assert re.search(
+        r'<img class="ms-hist" alt="histogram" src="data:image/png;base64,[A-Za-z0-9+/=]{200,}', html
+    )
     first = float(np.asarray(ck["block3.weight"]).reshape(-1)[0])
     assert f"{first:.4f}".rstrip("0") in html
     assert 'class="ms-bad"' not in html
@@ -54,7 +56,7 @@ def test_nan_and_inf_are_flagged_in_red(tmp_path):
     html = browser.details.value
     assert re.search(r'<tr class="ms-bad"><th>NaN</th><td>1</td></tr>', html)
     assert re.search(r'<tr class="ms-bad"><th>Inf</th><td>1</td></tr>', html)
-    assert '<tr><th>mean</th>' in html  # finite figures are not flagged
+    assert "<tr><th>mean</th>" in html  # finite figures are not flagged
 
 
 def test_heat_map_for_a_conv_kernel_tiles_out_by_in_channels(path):

@@ -1,4 +1,5 @@
-"""compare(checkpoint, net) against what mindspore.load_param_into_net really does on real networks and files."""
+"""compare(checkpoint, net) against what mindspore.load_param_into_net really does on real networks and
+files."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("GLOG_v", "3")
-import mindspore as ms  # noqa: E402
-from mindspore import nn  # noqa: E402
+import mindspore as ms
+from mindspore import nn
 
-from ms_notebook.checkpoint import open_checkpoint  # noqa: E402
-from ms_notebook.checkpoint.compare import compare  # noqa: E402
+from ms_notebook.checkpoint import open_checkpoint
+from ms_notebook.checkpoint.compare import compare
 
 
 class SmallCNN(nn.Cell):
@@ -37,10 +38,12 @@ class SmallCNN(nn.Cell):
 
 
 def train_steps(net: nn.Cell, steps: int = 3, params=None, seed: int = 0) -> nn.Cell:
-    """A few real Momentum steps on random 8×8 images; returns the TrainOneStepCell (it holds optimizer state)."""
+    """A few real Momentum steps on random 8×8 images; returns the TrainOneStepCell (with optimizer state)."""
     rng = np.random.default_rng(seed)
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
-    opt = nn.Momentum(params if params is not None else net.trainable_params(), learning_rate=0.1, momentum=0.9)
+    opt = nn.Momentum(
+        params if params is not None else net.trainable_params(), learning_rate=0.1, momentum=0.9
+    )
     step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), opt)
     step.set_train()
     for _ in range(steps):
@@ -74,7 +77,7 @@ def test_shape_mismatched_head_is_reported_and_load_param_into_net_raises(tmp_pa
     row = next(r for r in report.rows if r.name == "head.weight")
     assert row.ckpt_shape == (10, 32) and row.net_shape == (5, 32)
     assert report.would_raise()
-    with pytest.raises(RuntimeError, match="head.weight"):
+    with pytest.raises(RuntimeError, match=r"head\.weight"):
         _load(SmallCNN(5), path)
     # Without the mismatched names MindSpore loads the rest, and reports exactly them as not loaded.
     params = ms.load_checkpoint(str(path))
@@ -140,7 +143,7 @@ def test_integer_checkpoint_value_cannot_load_into_float_parameter(tmp_path):
     report = compare(open_checkpoint(path), SmallCNN())
     row = next(r for r in report.rows if r.name == "head.bias")
     assert row.status == "dtype_mismatch" and not row.converts and report.would_raise()
-    with pytest.raises(RuntimeError, match="head.bias"):
+    with pytest.raises(RuntimeError, match=r"head\.bias"):
         _load(SmallCNN(), path)
 
 

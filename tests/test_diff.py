@@ -62,8 +62,14 @@ def test_chunked_change_of_a_large_tensor_matches_numpy(tmp_path, monkeypatch):
     y[17, :] += 0.5
     y[250, 3] = -40.0
     a, b = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
-    ms.save_checkpoint([{"name": "w", "data": ms.Tensor(x)}, {"name": "z", "data": ms.Tensor(np.zeros(4, np.float32))}], str(a))
-    ms.save_checkpoint([{"name": "w", "data": ms.Tensor(y)}, {"name": "z", "data": ms.Tensor(np.ones(4, np.float32))}], str(b))
+    ms.save_checkpoint(
+        [{"name": "w", "data": ms.Tensor(x)}, {"name": "z", "data": ms.Tensor(np.zeros(4, np.float32))}],
+        str(a),
+    )
+    ms.save_checkpoint(
+        [{"name": "w", "data": ms.Tensor(y)}, {"name": "z", "data": ms.Tensor(np.ones(4, np.float32))}],
+        str(b),
+    )
     monkeypatch.setattr(diff_module, "CHUNK_ELEMENTS", 1000)  # 30 chunks, last one partial
     report = diff(a, b)
     row = next(r for r in report.rows if r.name == "w")

@@ -1,4 +1,5 @@
-"""Tree model and TreeView widget state on a real checkpoint with optimizer state: expand, filter, toggles, checks."""
+"""Tree model and TreeView widget state on a real checkpoint with optimizer state: expand, filter, toggles,
+checks."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests.test_compare import SmallCNN, train_steps
 
 @pytest.fixture(scope="module")
 def ck(tmp_path_factory):
-    """A real checkpoint of a trained multi-layer net: weights, Momentum state and an appended epoch number."""
+    """A real checkpoint of a trained multi-layer net: weights, Momentum state, an appended epoch number."""
     path = tmp_path_factory.mktemp("tree") / "trained.ckpt"
     ms.save_checkpoint(train_steps(SmallCNN(), steps=2), str(path), append_dict={"epoch_num": 3})
     return open_checkpoint(path)
@@ -113,7 +114,9 @@ def test_check_column_is_tristate_on_inner_nodes_and_follows_the_filter(ck):
 
 def test_only_statuses_keeps_rows_with_those_statuses(ck):
     model = TreeModel(ck.entries)
-    model.set_statuses({"head.weight": "shape_mismatch", "block1.0.weight": "matched"}, only={"shape_mismatch"})
+    model.set_statuses(
+        {"head.weight": "shape_mismatch", "block1.0.weight": "matched"}, only={"shape_mismatch"}
+    )
     model.expand_all()
     assert ids(model.rows()) == ["head", "head.weight"]
     assert model.rows()[1]["status"] == "shape_mismatch"

@@ -1,18 +1,18 @@
-"""compare(checkpoint, net): what ``mindspore.load_param_into_net`` would do with this checkpoint, without loading it.
+"""compare(checkpoint, net): what ``mindspore.load_param_into_net`` would do, without loading any tensor.
 
-The network is duck-typed (no MindSpore import): anything with ``parameters_and_names()`` yielding parameters with
-``.shape`` and ``.dtype`` (a ``mindspore.nn.Cell``), or a plain mapping ``{name: (shape, dtype)}``.
+The network is duck-typed (no MindSpore import): anything with ``parameters_and_names()`` yielding parameters
+with ``.shape`` and ``.dtype`` (a ``mindspore.nn.Cell``), or a plain mapping ``{name: (shape, dtype)}``.
 
 Rules, mirrored from ``load_param_into_net`` (MindSpore 2.10, ``strict_load=False``) with exact-name matching:
-- a network parameter whose name is in the checkpoint: ``matched``; different shape: ``shape_mismatch`` (MindSpore raises
-  RuntimeError), except the case MindSpore reshapes silently (checkpoint shape = network shape + trailing 1s);
-  different dtype: ``dtype_mismatch``, with ``converts=True`` when MindSpore converts silently (both floating or both
-  signed integer types) and False when it raises;
+- a network parameter whose name is in the checkpoint: ``matched``; different shape: ``shape_mismatch``
+  (MindSpore raises RuntimeError), except the case MindSpore reshapes silently (checkpoint shape = network
+  shape + trailing 1s); different dtype: ``dtype_mismatch``, with ``converts=True`` when MindSpore converts
+  silently (both floating or both signed integer types) and False when it raises;
 - a network parameter absent from the checkpoint: ``missing`` (MindSpore skips ``accu_grads.*`` and so do we);
-- a checkpoint weight no network parameter asks for: ``unexpected``. Optimizer state and appended extra values are
-  never reported as unexpected (they are listed as ``ignored``).
-MindSpore's prefix fallback (loading ``prefix.x`` into a missing ``x``) is not applied: it can load optimizer moments
-into weights, so a name that only matches that way is reported as missing.
+- a checkpoint weight no network parameter asks for: ``unexpected``. Optimizer state and appended extra
+  values are never reported as unexpected (they are listed as ``ignored``).
+MindSpore's prefix fallback (loading ``prefix.x`` into a missing ``x``) is not applied: it can load optimizer
+moments into weights, so a name that only matches that way is reported as missing.
 """
 
 from __future__ import annotations
@@ -74,9 +74,10 @@ class CompareReport:
         return [r for r in self.rows if r.status in PROBLEMS]
 
     def would_raise(self) -> bool:
-        """True when load_param_into_net raises RuntimeError (a shape mismatch or a dtype it cannot convert)."""
+        """True when load_param_into_net raises (a shape mismatch or a dtype it cannot convert)."""
         return any(
-            r.status == "shape_mismatch" or (r.status == "dtype_mismatch" and not r.converts) for r in self.rows
+            r.status == "shape_mismatch" or (r.status == "dtype_mismatch" and not r.converts)
+            for r in self.rows
         )
 
     def to_dataframe(self) -> pd.DataFrame:
@@ -131,7 +132,7 @@ def _entries(checkpoint: Any) -> Iterable[Any]:
 
 
 def compare(checkpoint: Any, net: Any) -> CompareReport:
-    """Report what ``load_param_into_net(net, load_checkpoint(checkpoint))`` would do, reading only the index."""
+    """What ``load_param_into_net(net, load_checkpoint(checkpoint))`` would do, from the index alone."""
     ckpt = {e.name: e for e in _entries(checkpoint)}
     rows: list[CompareRow] = []
     seen: set[str] = set()
@@ -149,11 +150,15 @@ def compare(checkpoint: Any, net: Any) -> CompareReport:
             extra = cshape[len(shape) :]
             if len(cshape) > len(shape) and all(d == 1 for d in extra) and _numel(cshape) == _numel(shape):
                 rows.append(
-                    CompareRow(name, "matched", cshape, shape, cdtype, dtype, "reshaped (trailing 1s dropped)")
+                    CompareRow(
+                        name, "matched", cshape, shape, cdtype, dtype, "reshaped (trailing 1s dropped)"
+                    )
                 )
             else:
                 rows.append(
-                    CompareRow(name, "shape_mismatch", cshape, shape, cdtype, dtype, f"{cshape} vs net {shape}")
+                    CompareRow(
+                        name, "shape_mismatch", cshape, shape, cdtype, dtype, f"{cshape} vs net {shape}"
+                    )
                 )
             continue
         a, b = _canon_dtype(cdtype), _canon_dtype(dtype)

@@ -1,9 +1,9 @@
 """diff(a, b): what changed between two checkpoints ("what did fine-tuning actually move?").
 
-Per tensor present in both with the same shape: relative L2 change ``‖b − a‖ / ‖a‖`` (``inf`` when ``a`` is all zeros
-and ``b`` is not), computed in bounded chunks of the flattened tensors in float64, so a 1 GB tensor never needs 1 GB
-of extra memory. Also: tensors added (only in ``b``), removed (only in ``a``) and shape changes. Strings are compared
-for equality.
+Per tensor present in both with the same shape: relative L2 change ``‖b − a‖ / ‖a‖`` (``inf`` when ``a`` is
+all zeros and ``b`` is not), computed in bounded chunks of the flattened tensors in float64, so a 1 GB tensor
+never needs 1 GB of extra memory. Also: tensors added (only in ``b``), removed (only in ``a``) and shape
+changes. Strings are compared for equality.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ class DiffReport:
         """One row per name, sorted by relative change (largest first; added/removed/shape changes after)."""
         cols = ["name", "status", "group", "shape_a", "shape_b", "rel_change", "l2_a", "max_abs_change"]
         df = pd.DataFrame([{c: getattr(r, c) for c in cols} for r in self.rows], columns=cols)
-        return df.sort_values("rel_change", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+        return df.sort_values("rel_change", ascending=False, na_position="last", kind="stable").reset_index(
+            drop=True
+        )
 
     def names(self, status: str) -> list[str]:
         return [r.name for r in self.rows if r.status == status]
@@ -72,7 +74,9 @@ class DiffReport:
         lines = ["DiffReport(" + ", ".join(f"{v} {k}" for k, v in counts.items()) + ")"]
         top = self.to_dataframe().head(10)
         lines += [
-            f"  {row.rel_change:10.3e}  {row.name}" for row in top.itertuples() if not math.isnan(row.rel_change)
+            f"  {row.rel_change:10.3e}  {row.name}"
+            for row in top.itertuples()
+            if not math.isnan(row.rel_change)
         ]
         return "\n".join(lines)
 
@@ -111,9 +115,7 @@ def _chunks(ck: Any, name: str, chunk: int) -> Iterator[np.ndarray]:
         yield flat[start : start + chunk]
 
 
-def relative_change(
-    a: Iterable[np.ndarray], b: Iterable[np.ndarray]
-) -> tuple[float, float, float]:
+def relative_change(a: Iterable[np.ndarray], b: Iterable[np.ndarray]) -> tuple[float, float, float]:
     """(‖b − a‖/‖a‖, ‖a‖, max |b − a|) over two sequences of aligned flat chunks, accumulated in float64."""
     sa = sd = mx = 0.0
     for ca, cb in zip(a, b, strict=True):
@@ -148,7 +150,9 @@ def diff(a: Any, b: Any) -> DiffReport:
             continue
         if str(x.dtype) == "str" or str(y.dtype) == "str":
             same = ca[name] == cb[name]
-            rows.append(DiffRow(name, "unchanged" if same else "changed", group, sa, sb, 0.0 if same else math.inf))
+            rows.append(
+                DiffRow(name, "unchanged" if same else "changed", group, sa, sb, 0.0 if same else math.inf)
+            )
             continue
         rel, na, mx = relative_change(_chunks(ca, name, CHUNK_ELEMENTS), _chunks(cb, name, CHUNK_ELEMENTS))
         status = "changed" if mx > 0 else "unchanged"

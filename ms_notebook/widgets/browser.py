@@ -1,8 +1,8 @@
 """CheckpointBrowser: a checkpoint as an explorable tree with per-tensor details, compare colours and filters.
 
 Presents and delegates: the tree rules live in ``tree_model.TreeModel``, statistics in the checkpoint index,
-compatibility in ``checkpoint.compare`` and the details HTML in ``tensor_view``. Layout: a header (file, format, size,
-totals by dtype and group), a toolbar of toggles, then the tree view beside the details pane.
+compatibility in ``checkpoint.compare`` and the details HTML in ``tensor_view``. Layout: a header (file,
+format, size, totals by dtype and group), a toolbar of toggles, then the tree view beside the details pane.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from ms_notebook.widgets.tree_model import TreeModel, human_bytes, human_count
 
 @dataclass(frozen=True)
 class MissingParam:
-    """A network parameter the checkpoint lacks, shown as a row so the compare report is visible in the tree."""
+    """A network parameter the checkpoint lacks, shown as a row so the compare report is visible in the
+    tree."""
 
     name: str
     shape: tuple[int, ...]
@@ -52,7 +53,9 @@ def header_html(ck: Any) -> str:
         g[0] += 1
         g[1] += int(e.numel)
         g[2] += int(e.nbytes)
-    dtypes = " · ".join(f"{html.escape(k)} {v[0]:,} ({human_bytes(v[1])})" for k, v in sorted(by_dtype.items()))
+    dtypes = " · ".join(
+        f"{html.escape(k)} {v[0]:,} ({human_bytes(v[1])})" for k, v in sorted(by_dtype.items())
+    )
     groups = " · ".join(
         f"{html.escape(k)} {v[0]:,} tensors, {human_count(v[1])} values ({human_bytes(v[2])})"
         for k, v in sorted(by_group.items())
@@ -66,15 +69,18 @@ def header_html(ck: Any) -> str:
         f"{len(ck.entries):,} tensors · {human_count(int(num_params))} parameters</div>"
         f'<div class="ms-sub">by dtype: {dtypes}</div><div class="ms-sub">by group: {groups}</div></div>'
         "<style>.ms-browser-header{font-family:var(--jp-ui-font-family);font-size:var(--jp-ui-font-size1);"
-        "color:var(--jp-ui-font-color1);padding:2px 0;line-height:1.5}.ms-browser-header .ms-sub{color:var(--jp-ui-font-color2);"
+        "color:var(--jp-ui-font-color1);padding:2px 0;line-height:1.5}"
+        ".ms-browser-header .ms-sub{color:var(--jp-ui-font-color2);"
         "font-size:var(--jp-ui-font-size0)}.ms-compare-summary{font-family:var(--jp-ui-font-family);"
         "font-size:var(--jp-ui-font-size1);color:var(--jp-ui-font-color1);line-height:1.5}</style>"
     )
 
 
 class CheckpointBrowser(W.VBox):
-    """The browser widget. ``CheckpointBrowser(path_or_checkpoint, net=None)``; ``net`` may be a Cell, a mapping
-    ``{name: (shape, dtype)}`` or a :class:`CompareReport` to colour rows by what ``load_param_into_net`` would do."""
+    """The browser widget. ``CheckpointBrowser(path_or_checkpoint, net=None)``; ``net`` may be a Cell, a
+    mapping
+    ``{name: (shape, dtype)}`` or a :class:`CompareReport`: rows are coloured by what ``load_param_into_net``
+    would do."""
 
     def __init__(self, path_or_checkpoint: Any, net: Any = None, *, height: int = 440) -> None:
         self.checkpoint = _open(path_or_checkpoint)
@@ -94,8 +100,12 @@ class CheckpointBrowser(W.VBox):
         self.compare_summary = W.HTML("")
         for box in (self.show_optimizer, self.show_extra, self.only_problems, self.heatmap):
             box.layout = W.Layout(width="auto", margin="0 12px 0 0")
-        self.details = W.HTML(DETAILS_CSS + '<div class="ms-details ms-note">Select a tensor to see its values.</div>')
-        self.details.layout = W.Layout(flex="2 1 0", min_width="260px", overflow="auto", max_height=f"{height + 60}px")
+        self.details = W.HTML(
+            DETAILS_CSS + '<div class="ms-details ms-note">Select a tensor to see its values.</div>'
+        )
+        self.details.layout = W.Layout(
+            flex="2 1 0", min_width="260px", overflow="auto", max_height=f"{height + 60}px"
+        )
         self.tree.layout = W.Layout(flex="3 1 0", min_width="420px")
 
         self.show_optimizer.observe(lambda ch: self._group("optimizer", ch["new"]), "value")
@@ -107,8 +117,15 @@ class CheckpointBrowser(W.VBox):
         self.tree.observe(lambda _ch: self._show_details(), "selected")
 
         toolbar = W.HBox(
-            [W.HTML("<span style='color:var(--jp-ui-font-color2)'>Show:&nbsp;</span>"), self.show_optimizer,
-             self.show_extra, self.only_problems, self.heatmap, self.expand_all, self.collapse_all],
+            [
+                W.HTML("<span style='color:var(--jp-ui-font-color2)'>Show:&nbsp;</span>"),
+                self.show_optimizer,
+                self.show_extra,
+                self.only_problems,
+                self.heatmap,
+                self.expand_all,
+                self.collapse_all,
+            ],
             layout=W.Layout(align_items="center", flex_flow="row wrap"),
         )
         body = W.HBox([self.tree, self.details], layout=W.Layout(width="100%", align_items="flex-start"))
@@ -117,7 +134,7 @@ class CheckpointBrowser(W.VBox):
         if net is not None:
             self.compare_with(net)
 
-    # ---- actions --------------------------------------------------------------------------------------------
+    # ---- actions ----
     def compare_with(self, net: Any) -> CompareReport:
         """Colour rows by ``compare(checkpoint, net)``; missing parameters appear as extra rows."""
         report = net if isinstance(net, CompareReport) else compare(self.checkpoint, net)
@@ -131,9 +148,11 @@ class CheckpointBrowser(W.VBox):
                 self._missing[row.name] = info
                 self.model._insert(info)
         counts = report.counts
-        self.compare_summary.value = '<div class="ms-compare-summary">Network compare: ' + " · ".join(
-            f"<b>{v}</b> {k.replace('_', ' ')}" for k, v in counts.items()
-        ) + "</div>"
+        self.compare_summary.value = (
+            '<div class="ms-compare-summary">Network compare: '
+            + " · ".join(f"<b>{v}</b> {k.replace('_', ' ')}" for k, v in counts.items())
+            + "</div>"
+        )
         self.only_problems.disabled = False
         self._apply_statuses()
         return report
@@ -163,21 +182,27 @@ class CheckpointBrowser(W.VBox):
             return
         if name in self._missing:
             m = self._missing[name]
-            body = (f'<div class="ms-details"><div class="ms-details-title">{html.escape(name)}</div>'
-                    f'<div class="ms-bad">Missing from the checkpoint: the network expects '
-                    f"{'×'.join(map(str, m.shape)) or 'scalar'} {html.escape(m.dtype)}.</div></div>")
+            body = (
+                f'<div class="ms-details"><div class="ms-details-title">{html.escape(name)}</div>'
+                f'<div class="ms-bad">Missing from the checkpoint: the network expects '
+                f"{'×'.join(map(str, m.shape)) or 'scalar'} {html.escape(m.dtype)}.</div></div>"
+            )
         elif name in self._names:
             body = details_html(self.checkpoint, name, heatmap=self.heatmap.value)
             row = next((r for r in self.report.rows if r.name == name), None) if self.report else None
             if row is not None and row.status != "matched":
                 body = body.replace(
                     '<div class="ms-details-meta">',
-                    f'<div class="ms-bad">{html.escape(row.status.replace("_", " "))}: {html.escape(row.note)}</div>'
-                    '<div class="ms-details-meta">', 1)
+                    f'<div class="ms-bad">{html.escape(row.status.replace("_", " "))}: '
+                    f"{html.escape(row.note)}</div>"
+                    '<div class="ms-details-meta">',
+                    1,
+                )
         else:
             node = self.model.nodes.get(name)
             n = len(self.model.visible_leaves(node)) if node else 0
-            body = f'<div class="ms-details"><div class="ms-details-title">{html.escape(name)}</div>{n:,} tensors</div>'
+            title = f'<div class="ms-details-title">{html.escape(name)}</div>'
+            body = f'<div class="ms-details">{title}{n:,} tensors</div>'
         self.details.value = DETAILS_CSS + body
 
 

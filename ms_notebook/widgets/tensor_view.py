@@ -1,7 +1,8 @@
-"""Details of one tensor for the browser: statistics (NaN/Inf in red), a histogram, a value preview, a heat map.
+"""Details of one tensor for the browser: statistics (NaN/Inf in red), a histogram, a value preview, a heat
+map.
 
-Plain functions returning HTML strings (tested without widgets); figures are drawn with matplotlib's object API
-(no pyplot, so nothing leaks into the notebook's inline output) and embedded as base64 PNG.
+Plain functions returning HTML strings (tested without widgets); figures are drawn with matplotlib's object
+API (no pyplot, so nothing leaks into the notebook's inline output) and embedded as base64 PNG.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def histogram_png(counts: np.ndarray, edges: np.ndarray, title: str = "") -> str
 
 
 def heatmap_array(values: np.ndarray) -> np.ndarray | None:
-    """A 2-D picture of a matrix (strided to ≤256×256) or a conv kernel mosaic (out × in tiles); None otherwise."""
+    """A 2-D picture of a matrix (strided to ≤256×256) or a conv kernel mosaic (out × in tiles), else None."""
     a = np.asarray(values)
     if a.ndim == 2:
         sr = max(1, -(-a.shape[0] // HEATMAP_MAX_CELLS))
@@ -135,7 +136,9 @@ def heatmap_png(picture: np.ndarray, title: str = "") -> str:
     lim = float(np.max(np.abs(finite))) if finite.size else 1.0
     fig = Figure(figsize=(4.2, 3.2))
     ax = fig.add_subplot()
-    im = ax.imshow(picture, cmap="RdBu_r", vmin=-lim or -1, vmax=lim or 1, interpolation="nearest", aspect="auto")
+    im = ax.imshow(
+        picture, cmap="RdBu_r", vmin=-lim or -1, vmax=lim or 1, interpolation="nearest", aspect="auto"
+    )
     fig.colorbar(im, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
     ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=7)
@@ -173,7 +176,10 @@ def details_html(checkpoint: Any, name: str, *, heatmap: bool = False, bins: int
         parts.append(stats_table(stats))
         if info.numel > 0:
             counts, edges = histogram_arrays(checkpoint.histogram(name, bins=bins))
-            parts.append(f'<img class="ms-hist" alt="histogram" src="data:image/png;base64,{histogram_png(counts, edges)}"/>')
+            parts.append(
+                '<img class="ms-hist" alt="histogram" '
+                f'src="data:image/png;base64,{histogram_png(counts, edges)}"/>'
+            )
         values = checkpoint[name]
         parts.append(f'<pre class="ms-preview">{html.escape(preview_text(values))}</pre>')
         if heatmap:
@@ -182,25 +188,32 @@ def details_html(checkpoint: Any, name: str, *, heatmap: bool = False, bins: int
                 parts.append('<div class="ms-note">Heat map: only for matrices and conv kernels.</div>')
             else:
                 title = "kernels (out × in)" if np.ndim(values) == 4 else "matrix"
-                parts.append(f'<img class="ms-heatmap" alt="heat map" src="data:image/png;base64,{heatmap_png(picture, title)}"/>')
-    except Exception as exc:  # a tensor the index cannot read (maptensor, damaged bytes): say so, keep browsing
+                parts.append(
+                    '<img class="ms-heatmap" alt="heat map" '
+                    f'src="data:image/png;base64,{heatmap_png(picture, title)}"/>'
+                )
+    except (
+        Exception
+    ) as exc:  # a tensor the index cannot read (maptensor, damaged bytes): say so, keep browsing
         parts.append(f'<div class="ms-bad">Cannot read values: {html.escape(str(exc))}</div>')
     return '<div class="ms-details">' + "".join(parts) + "</div>"
 
 
 DETAILS_CSS = """
 <style>
-.ms-details { font-family: var(--jp-ui-font-family); font-size: var(--jp-ui-font-size1); color: var(--jp-ui-font-color1);
+.ms-details { font-family: var(--jp-ui-font-family); font-size: var(--jp-ui-font-size1); color:
+var(--jp-ui-font-color1);
   padding: 4px 8px; line-height: 1.45; }
 .ms-details-title { font-weight: 600; font-family: var(--jp-code-font-family); word-break: break-all; }
 .ms-details-meta, .ms-note { color: var(--jp-ui-font-color2); margin: 2px 0 6px; }
 .ms-stats { border-collapse: collapse; margin-bottom: 6px; }
 .ms-stats th, .ms-stats td { line-height: 1.35; }
-.ms-stats th { text-align: left; font-weight: normal; color: var(--jp-ui-font-color2); padding: 1px 12px 1px 0; }
-.ms-stats td { font-family: var(--jp-code-font-family); text-align: right; padding: 1px 0; }
+.ms-stats th { text-align: left; font-weight: normal; color: var(--jp-ui-font-color2); padding: 1px 12px 1px
+0; } .ms-stats td { font-family: var(--jp-code-font-family); text-align: right; padding: 1px 0; }
 .ms-bad, .ms-bad th, .ms-bad td { color: var(--jp-error-color1, #d32f2f) !important; font-weight: 600; }
 .ms-hist, .ms-heatmap { max-width: 100%; display: block; margin: 4px 0; border-radius: 2px; }
-.ms-preview { font-size: var(--jp-code-font-size); white-space: pre; overflow-x: auto; color: var(--jp-ui-font-color1);
+.ms-preview { font-size: var(--jp-code-font-size); white-space: pre; overflow-x: auto; color:
+var(--jp-ui-font-color1);
   background: var(--jp-layout-color2); padding: 4px; border-radius: 2px; }
 </style>
 """

@@ -1,32 +1,33 @@
 """TreeView: a reusable, virtualised tree table for notebooks (checkpoint browser, transfer panel).
 
-Why anywidget and not a composition of standard ipywidgets: a checkpoint of an LLM shard has 10,000+ tensors. One
-ipywidget per row means one model, one comm message and several DOM nodes per row; at 10k rows that takes seconds to
-render and megabytes of widget state. anywidget lets us ship one small ES module (``static/tree.js``) inside the Python
-package with no build step and no CDN; it runs in JupyterLab 4, Notebook 7 and VS Code, and it renders only the rows in
-the viewport (virtualised scrolling), so 10k rows scroll smoothly.
+Why anywidget and not a composition of standard ipywidgets: a checkpoint of an LLM shard has 10,000+ tensors.
+One ipywidget per row means one model, one comm message and several DOM nodes per row; at 10k rows that takes
+seconds to render and megabytes of widget state. anywidget lets us ship one small ES module
+(``static/tree.js``) inside the Python package with no build step and no CDN; it runs in JupyterLab 4,
+Notebook 7 and VS Code, and it renders only the rows in the viewport (virtualised scrolling), so 10k rows
+scroll smoothly.
 
 Contract between Python and the view (all logic stays in Python, in ``tree_model.TreeModel``):
 
 Python -> view (synced traitlets)
-  ``rows``      list of visible rows, depth first. Each row: ``id`` (full dotted name), ``depth`` (0 = top level),
-                ``label``, ``has_children``, ``expanded``, ``values`` ({column key: display text}), optional ``status``
-                (rendered as CSS class ``ms-status-<status>``, e.g. shape_mismatch), optional ``checks``
-                ({check column key: true | false | "mixed"}; "mixed" = tri-state for inner nodes).
-  ``columns``   [{key, label, kind}] with kind ``text`` | ``number`` (right-aligned) | ``check`` (checkbox).
-  ``selected``  id of the selected row ("" for none).
-  ``filter_text`` / ``filter_error`` / ``summary``  the filter box text, an error for a bad regex, "N of M tensors".
-  ``height``    pixel height of the scrolling area.
+  ``rows``       visible rows, depth first. Each row: ``id`` (full dotted name), ``depth`` (0 = top level),
+                 ``label``, ``has_children``, ``expanded``, ``values`` ({column key: display text}),
+                 optional ``status`` (rendered as CSS class ``ms-status-<status>``, e.g. shape_mismatch),
+                 optional ``checks`` ({check column key: true | false | "mixed"}; "mixed" = tri-state).
+  ``columns``    [{key, label, kind}], kind ``text`` | ``number`` (right-aligned) | ``check`` (checkbox).
+  ``selected``   id of the selected row ("" for none).
+  ``filter_text`` / ``filter_error`` / ``summary``: filter box text, bad-regex message, "N of M tensors".
+  ``height``     maximum pixel height of the scrolling area (it shrinks to fit few rows).
   (view -> Python trait: ``render_ms``, time from render() to the first painted frame.)
 
 view -> Python (custom messages, ``model.send``)
   ``{"type": "expand", "id": ..., "expanded": bool}``     open or close a node
   ``{"type": "select", "id": ...}``                        select a row (click, keyboard, Enter)
-  ``{"type": "check", "column": ..., "id": ...}``          toggle a check column on a row (inner: whole subtree)
+  ``{"type": "check", "column": ..., "id": ...}``          toggle a check column (inner row: its subtree)
   ``{"type": "filter", "text": ...}``                      filter text changed (debounced in the view)
 
-Python applies the intent to the TreeModel and resends ``rows``. Owners of a TreeView (browser, transfer panel)
-observe ``selected`` and register ``on_check(callback)`` to react.
+Python applies the intent to the TreeModel and resends ``rows``. Owners of a TreeView (browser, transfer
+panel) observe ``selected`` and register ``on_check(callback)`` to react.
 """
 
 from __future__ import annotations
@@ -106,9 +107,9 @@ class TreeView(anywidget.AnyWidget):
         self.model.select(node_id)
         self.selected = self.model.selected
 
-    # ---- intents from the view ----------------------------------------------------------------------------
+    # ---- intents from the view ----
     def handle_intent(self, msg: Mapping[str, Any]) -> None:
-        """Apply one intent message (the same dicts the view sends); public so tests drive the widget model."""
+        """Apply one intent (the dicts the view sends); public so tests drive the widget model."""
         kind = msg.get("type")
         if kind == "expand":
             self.set_expanded(str(msg.get("id", "")), bool(msg.get("expanded", True)))

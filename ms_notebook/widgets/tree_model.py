@@ -1,20 +1,21 @@
-"""Tree model behind the tree view: nodes split on dots, expand state, filters, group toggles and check columns.
+"""Tree model behind the tree view: dotted names as nodes, expand state, filters, toggles, check columns.
 
-Plain Python (no widgets, no MindSpore) so every rule the user sees is tested without a browser. The model takes
-entries shaped like ``TensorInfo`` (``name, shape, dtype, numel, nbytes, group``) and produces the flat list of rows
-that are visible right now; the widget (``tree.py``) only ships those rows to the browser.
+Plain Python (no widgets, no MindSpore) so every rule the user sees is tested without a browser. The model
+takes entries shaped like ``TensorInfo`` (``name, shape, dtype, numel, nbytes, group``) and produces the flat
+list of rows that are visible right now; the widget (``tree.py``) only ships those rows to the browser.
 
 Rules:
-- Names split on ``.`` into a tree; an inner node carries the totals (tensors, parameters, bytes) of its visible leaves.
+- Names split on ``.`` into a tree; an inner node carries the totals (tensors, parameters, bytes) of its
+  visible leaves.
 - Groups in ``hidden_groups`` (default: optimizer and extra) are hidden entirely.
 - A filter keeps matching leaves plus their ancestors. ``*``/``?``/``[`` make it a glob over the full name, a
   ``/…/`` or ``re:`` prefix makes it a regular expression (searched), anything else is a case-insensitive
   substring. A glob matches the whole name or a tail starting after a dot.
   Setting a filter expands the ancestors of every match; clearing it restores the expand state from before.
-- ``statuses`` maps a node id to a CSS status class (``shape_mismatch`` …); ``only_statuses`` keeps only leaves whose
-  status is in that set (the browser's "only problems" toggle).
-- Check columns hold a set of checked leaf ids each. An inner node shows ``True`` / ``False`` / ``"mixed"`` over its
-  visible leaves; toggling an inner node checks all its visible leaves unless all are already checked.
+- ``statuses`` maps a node id to a CSS status class (``shape_mismatch`` …); ``only_statuses`` keeps only
+  leaves whose status is in that set (the browser's "only problems" toggle).
+- Check columns hold a set of checked leaf ids each. An inner node shows ``True`` / ``False`` / ``"mixed"``
+  over its visible leaves; toggling an inner node checks its visible leaves unless all are already checked.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def human_count(n: int) -> str:
 
 
 def compile_filter(text: str) -> Callable[[str], bool] | None:
-    """Turn filter text into a predicate over full names; None for an empty filter. Bad regex -> ValueError."""
+    """Filter text -> predicate over full names; None for an empty filter; bad regex -> ValueError."""
     text = text.strip()
     if not text:
         return None
@@ -129,7 +130,7 @@ class TreeModel:
         self.values: dict[str, dict[str, str]] = {}  # extra text/number columns: column -> {node id: text}
         self.selected = ""
 
-    # ---- building -------------------------------------------------------------------------------------------
+    # ---- building ----
     def _insert(self, info: Any) -> None:
         parent = self.root
         node_id = ""
@@ -152,7 +153,7 @@ class TreeModel:
             if col.kind == "check":
                 self.checks.setdefault(col.key, set())
 
-    # ---- visibility -----------------------------------------------------------------------------------------
+    # ---- visibility ----
     def leaf_visible(self, node: Node) -> bool:
         """A leaf is visible when its group is shown, it passes the filter and the status filter."""
         info = node.info
@@ -175,7 +176,7 @@ class TreeModel:
         walk(node or self.root)
         return out
 
-    # ---- intents --------------------------------------------------------------------------------------------
+    # ---- intents ----
     def set_filter(self, text: str) -> None:
         """Apply filter text; on an invalid regex keep the previous filter and set ``filter_error``."""
         try:
@@ -244,7 +245,7 @@ class TreeModel:
         (checked.update if new_value else checked.difference_update)(changed)
         return changed
 
-    # ---- rows -----------------------------------------------------------------------------------------
+    # ---- rows ----
     def _totals(self) -> tuple[list[int], list[int], list[int], dict[str, list[int]]]:
         """Per node index: visible tensors, parameters, bytes, and per check column the checked leaves.
 
@@ -283,7 +284,7 @@ class TreeModel:
         return tensors, params, nbytes, checked
 
     def rows(self) -> list[dict[str, Any]]:
-        """Visible rows, depth first: ``{id, depth, label, has_children, expanded, values, status?, checks?}``."""
+        """Visible rows: ``{id, depth, label, has_children, expanded, values, status?, checks?}``"""
         tensors, params, nbytes, checked = self._totals()
         rows: list[dict[str, Any]] = []
         expanded, values, statuses = self.expanded, self.values, self.statuses
@@ -318,7 +319,8 @@ class TreeModel:
             if checked:
                 t = tensors[i]
                 row["checks"] = {
-                    k: (False if arr[i] == 0 else True if arr[i] == t else "mixed") for k, arr in checked.items()
+                    k: (False if arr[i] == 0 else True if arr[i] == t else "mixed")
+                    for k, arr in checked.items()
                 }
             rows.append(row)
             if is_open:
@@ -327,7 +329,10 @@ class TreeModel:
 
     def counts(self) -> dict[str, int]:
         """Visible tensors and all tensors (for the filter box's "N of M")."""
-        return {"visible": sum(1 for leaf in self.leaves if self.leaf_visible(leaf)), "total": len(self.leaves)}
+        return {
+            "visible": sum(1 for leaf in self.leaves if self.leaf_visible(leaf)),
+            "total": len(self.leaves),
+        }
 
 
 def _shape_text(shape: Iterable[int]) -> str:

@@ -20,7 +20,9 @@ def _row(out, name: str):
 
 
 def test_browser_expand_filter_select_and_compare(page, lab):
-    ms.save_checkpoint(train_steps(SmallCNN(), steps=2), str(lab.root / "trained.ckpt"), append_dict={"epoch_num": 2})
+    ms.save_checkpoint(
+        train_steps(SmallCNN(), steps=2), str(lab.root / "trained.ckpt"), append_dict={"epoch_num": 2}
+    )
     net_source = inspect.getsource(SmallCNN)
     write_notebook(
         lab,
@@ -32,7 +34,9 @@ def test_browser_expand_filter_select_and_compare(page, lab):
         ],
     )
     open_notebook(page, lab, "browser.ipynb")
-    page.wait_for_timeout(1500)  # JupyterLab re-renders freshly opened cells once; run_cell can hit a detached one
+    page.wait_for_timeout(
+        1500
+    )  # JupyterLab re-renders freshly opened cells once; run_cell can hit a detached one
 
     run_cell(page, 0)
     out = cell_output(page, 0)
@@ -57,7 +61,9 @@ def test_browser_expand_filter_select_and_compare(page, lab):
     # type a filter: only matches and their ancestors stay
     out.locator(".ms-tree-filter").fill("gamma")
     _row(out, "block2.1.gamma").wait_for()
-    page.wait_for_function("el => !el.querySelector('.ms-tree-row[data-id=\"head\"]')", arg=tree.element_handle())
+    page.wait_for_function(
+        "el => !el.querySelector('.ms-tree-row[data-id=\"head\"]')", arg=tree.element_handle()
+    )
     assert "2 of" in out.locator(".ms-tree-summary").inner_text()
     screenshot(page, "browser-3-filtered")
 
@@ -76,7 +82,8 @@ def test_browser_expand_filter_select_and_compare(page, lab):
     out.locator(".ms-tree-scroll").focus()
     page.keyboard.press("ArrowUp")
     page.wait_for_function(
-        "el => el.querySelector('.ms-tree-row.ms-selected')?.dataset.id === 'block2.1'", arg=tree.element_handle()
+        "el => el.querySelector('.ms-tree-row.ms-selected')?.dataset.id === 'block2.1'",
+        arg=tree.element_handle(),
     )
 
     # a compare report colours the shape-mismatched head
@@ -101,7 +108,7 @@ def test_browser_expand_filter_select_and_compare(page, lab):
     out2.locator(".ms-details img.ms-heatmap").wait_for()
     page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
     page.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
-    page.locator(".lm-Menu-itemLabel:text-is(\"JupyterLab Dark\")").click()
+    page.locator('.lm-Menu-itemLabel:text-is("JupyterLab Dark")').click()
     page.wait_for_function("document.body.dataset.jpThemeLight === 'false'")
     page.wait_for_timeout(500)
     out2.locator(".ms-tree").scroll_into_view_if_needed()
