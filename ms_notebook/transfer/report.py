@@ -127,7 +127,13 @@ class TransferReport:
             cls = "skipped" if r["action"] == "skipped" else "loaded"
             cells = "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in cols)
             body.append(f"<tr class='ms-transfer-{cls}'>{cells}</tr>")
+        style = (
+            "<style>.ms-transfer-report{overflow-x:auto}.ms-transfer-report td,.ms-transfer-report th"
+            "{white-space:nowrap;padding:1px 8px}.ms-transfer-report tr.ms-transfer-skipped td"
+            "{color:var(--jp-warn-color0,#e65100)}</style>"
+        )
         return (
-            f"<div class='ms-transfer-report'><p><b>TransferReport</b>: {html.escape(self.headline())}</p>"
+            f"<div class='ms-transfer-report'>{style}"
+            f"<p><b>TransferReport</b>: {html.escape(self.headline())}</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
         )
