@@ -78,3 +78,13 @@ def test_chunked_change_of_a_large_tensor_matches_numpy(tmp_path, monkeypatch):
     assert row.l2_a == pytest.approx(float(np.linalg.norm(x.astype(np.float64))), rel=1e-12)
     assert report.change("z") == math.inf  # from all zeros to something
     assert report.to_dataframe().name[0] == "z"
+
+
+def test_html_view_lists_tensors_by_change_largest_first(tmp_path):
+    a, b = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
+    base = np.ones((8, 8), np.float32)
+    ms.save_checkpoint([{"name": n, "data": ms.Tensor(base)} for n in ("small", "big", "same")], str(a))
+    moved = {"small": base * 1.01, "big": base * 2.0, "same": base}
+    ms.save_checkpoint([{"name": n, "data": ms.Tensor(v)} for n, v in moved.items()], str(b))
+    html = diff(a, b)._repr_html_()
+    assert html.index("<td>big</td>") < html.index("<td>small</td>") < html.index("<td>same</td>")
