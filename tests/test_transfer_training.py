@@ -50,6 +50,9 @@ def test_new_head_trains_while_frozen_backbone_stays_bit_identical(momentum_ckpt
         "head.bias": "shape mismatch: checkpoint (10,) vs network (5,)",
     }
     assert [p.name for p in report.optimizer.parameters] == ["head.weight", "head.bias"]
+    assert report.state_loaded == []
+    assert report.state_dropped["global_step"] == "no parameter state carried over: the step restarts"
+    assert report.state_dropped["moments.head.weight"] == "head.weight is reshaped (shape mismatch)"
     before = values(net)
     model_train(net, report.optimizer, steps=4, num_classes=5)
     after = values(net)
@@ -136,19 +139,32 @@ def test_optimizer_state_is_loaded_for_unchanged_trainable_params_and_dropped_fo
     train_steps(net, report.optimizer, steps=2, num_classes=5)  # the loaded optimizer really trains
 
 
-def test_to_code_does_what_apply_does(momentum_ckpt):
+@pytest.mark.parametrize(
+    ("select", "opt_code"),
+    [
+        (
+            lambda plan: plan.keep_init("block3.dense.bias").train_last(2).freeze("head.bias"),
+            "nn.Momentum(params, learning_rate=0.05, momentum=0.9)",
+        ),
+        (lambda plan: plan.freeze_backbone(), "nn.Adam(params, learning_rate=0.01)"),
+        (lambda plan: plan.train_last(2), "nn.Adam(params, learning_rate=0.01)"),
+    ],
+    ids=["train_last_momentum", "freeze_backbone_adam", "adam_over_momentum_checkpoint"],
+)
+def test_to_code_does_what_apply_does(select, opt_code, momentum_ckpt):
     def plan_for(net):
-        return (
-            TransferPlan(net, momentum_ckpt).keep_init("block3.dense.bias").train_last(2).freeze("head.bias")
-        )
+        return select(TransferPlan(net, momentum_ckpt))
+
+    def factory(params):
+        return eval(opt_code, {"nn": nn, "params": params})
 
     ms.set_seed(7)
     applied = SmallNet(5)
     ms.set_seed(7)
     fresh = SmallNet(5)
-    code = plan_for(SmallNet(5)).to_code(optimizer="nn.Momentum(params, learning_rate=0.05, momentum=0.9)")
+    code = plan_for(SmallNet(5)).to_code(optimizer=opt_code)
     assert "ms_notebook" not in code
-    report = plan_for(applied).apply(optimizer=lambda p: nn.Momentum(p, learning_rate=0.05, momentum=0.9))
+    report = plan_for(applied).apply(optimizer=factory)
     namespace = {"net": fresh}
     exec(compile(code, "<to_code>", "exec"), namespace)
     got, want = values(fresh), values(applied)

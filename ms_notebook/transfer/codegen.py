@@ -38,11 +38,12 @@ def render(
         "FROZEN_BN", plan.frozen_batchnorm(), "BatchNorm cells whose moving statistics stay fixed."
     )
     lines.append("")
-    lines.append("# 1. Read only the selected tensors: never optimizer entries (moments.*) for the network.")
+    lines.append("# 1. Give the network only the selected tensors: never optimizer entries (moments.*).")
     if from_dict:
-        lines.append(f"weights = {{name: value for name, value in {checkpoint}.items() if name in RELOAD}}")
+        lines.append(f"checkpoint = {checkpoint}")
     else:
-        lines.append(f"weights = ms.load_checkpoint({checkpoint}, choice_func=lambda name: name in RELOAD)")
+        lines.append(f"checkpoint = ms.load_checkpoint({checkpoint})  # reads the whole file in any case")
+    lines.append("weights = {name: checkpoint[name] for name in RELOAD}")
     lines += [
         "# strict_load=True: match exact names only. With strict_load=False MindSpore falls back to",
         "# matching name suffixes and can load an optimizer buffer (moments.head.weight) into head.weight.",
@@ -79,13 +80,14 @@ def render(
         "    if p.name not in all_names and (p.name in STEP_STATE or p.name.partition('.')[2] in KEEP_STATE)",
         "]",
     ]
-    if from_dict:
-        body.append(f"state = {{name: {checkpoint}[name] for name in state_names if name in {checkpoint}}}")
-    else:
-        body.append(f"state = ms.load_checkpoint({checkpoint}, choice_func=lambda name: name in state_names)")
     body += [
-        "state = {name: value for name, value in state.items()",
-        "         if tuple(value.shape) == tuple(dict(optimizer.parameters_and_names())[name].shape)}",
+        "opt_params = dict(optimizer.parameters_and_names())",
+        "state = {",
+        "    name: checkpoint[name] for name in state_names",
+        "    if name in checkpoint and tuple(checkpoint[name].shape) == tuple(opt_params[name].shape)",
+        "}",
+        "if all(name in STEP_STATE for name in state):  # no moment survives: restart the step count too",
+        "    state = {}",
         "ms.load_param_into_net(optimizer, state, strict_load=True)",
     ]
     lines += opt_lines[:2]

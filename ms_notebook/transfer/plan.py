@@ -349,6 +349,12 @@ class TransferPlan:
                 tensor = tensor.astype(param.dtype)
             to_load[name] = ms.Parameter(tensor, name=name, requires_grad=False)
             rows.append({"name": name, "action": "loaded", "reason": ""})
+        if not any(r["action"] == "loaded" and r["name"] not in STEP_STATE for r in rows):
+            # no moment survives: carrying the step (Adam's beta powers) over would skew bias correction
+            for r in rows:
+                if r["name"] in STEP_STATE and r["action"] == "loaded":
+                    r.update(action="dropped", reason="no parameter state carried over: the step restarts")
+                    to_load.pop(r["name"], None)
         listed = {r["name"] for r in rows}
         for name in self.checkpoint_shapes:
             target = name.partition(".")[2]
