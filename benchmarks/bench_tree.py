@@ -40,12 +40,12 @@ def write_checkpoint(path: Path) -> None:
     ms.save_checkpoint(params, str(path))
 
 
-def median_ms(fn, runs: int = RUNS) -> float:
+def median_ms(fn, runs: int = RUNS, clock=time.perf_counter) -> float:
     times = []
     for _ in range(runs):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        times.append((time.perf_counter() - t) * 1000)
+        times.append((clock() - t) * 1000)
     return statistics.median(times)
 
 
@@ -63,6 +63,8 @@ def main() -> None:
 
         build = median_ms(lambda: TreeModel(entries))
         first = median_ms(lambda: TreeModel(entries).rows())
+        # CPU time of this process: steadier than wall time when other jobs share the cores
+        first_cpu = median_ms(lambda: TreeModel(entries).rows(), clock=time.process_time)
         model = TreeModel(entries)
         rows_only = median_ms(model.rows)
 
@@ -82,6 +84,7 @@ def main() -> None:
         f"build + first visible rows           {first:7.1f} ms   "
         f"(target < 200 ms: {'OK' if first < 200 else 'MISSED'})"
     )
+    print(f"build + first visible rows, CPU time {first_cpu:7.1f} ms")
     print(f"visible rows again (collapsed)       {rows_only:7.1f} ms")
     print(f"build + glob filter + rows           {filt:7.1f} ms")
     print(f"all expanded: {n_expanded:,} rows            {expanded:7.1f} ms")
