@@ -128,6 +128,25 @@ def test_viewer_never_downloads_the_checkpoint(page, lab, digits_ckpt):
     assert all("content=0" in url for url in contents_requests), contents_requests
 
 
+def test_safetensors_open_with_the_checkpoint_viewer(page, lab, digits_ckpt):
+    import mindspore as ms
+
+    import ms_notebook
+
+    ms.save_checkpoint(ms_notebook.demo.DigitsNet(num_classes=10), str(lab.root / "digits.safetensors"),
+                       format="safetensors")
+    _show_file_browser(page, lab)
+    _file_item(page, "digits.safetensors").click(button="right")
+    page.locator(".lm-Menu-item", has_text="Open With").hover()
+    page.locator(".lm-Menu-item", has_text="Checkpoint Viewer").click()
+    viewer = page.locator(".ms-CheckpointViewer")
+    viewer.locator(".ms-TreeRow").first.wait_for(timeout=30_000)
+    header = viewer.locator(".ms-CheckpointViewer-header").inner_text()
+    assert "digits.safetensors" in header and "safetensors" in header.lower()
+    assert f"{len(digits_ckpt[1])}\ntensors" in header
+    screenshot(page, "labext-viewer-safetensors")
+
+
 def test_new_notebook_from_checkpoint_runs_without_error(page, lab, digits_ckpt):
     _show_file_browser(page, lab)
     _file_item(page, "digits.ckpt").click(button="right")
