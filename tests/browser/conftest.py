@@ -1,11 +1,10 @@
 """The real-browser harness: JupyterLab served on 127.0.0.1 and Debian's Chromium driven by Playwright.
 
 Fixtures
-    lab    (session) a running JupyterLab: ``lab.url``, ``lab.token``, ``lab.root`` (its root folder, a temp dir)
-    page   (function) a fresh Chromium page already showing JupyterLab; a final screenshot is saved on teardown
+    lab    (session) a running JupyterLab: ``lab.url``, ``lab.token``, ``lab.root`` (its root, a temp dir)
+    page   (function) a fresh Chromium page showing JupyterLab; a final screenshot is saved on teardown
 
-Helpers (import them: ``from tests.browser.conftest import ...`` is not needed, pytest exposes them as module
-functions here; test modules do ``from .conftest import write_notebook, open_notebook, run_cell, screenshot``)
+Helpers (test modules do ``from .conftest import write_notebook, open_notebook, run_cell, screenshot``)
     write_notebook(lab, name, cells)   write a notebook of code cells into the lab's root
     open_notebook(page, lab, name)     open it and wait for its kernel to be idle
     run_cell(page, index)              run one cell (Shift+Enter, retried) and wait until it has finished
@@ -86,7 +85,8 @@ def _wait_for_server(url: str, token: str, process: subprocess.Popen, log: Path)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.3)
-    raise RuntimeError(f"JupyterLab did not answer within {SERVER_START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+    tail = log.read_text()[-4000:]
+    raise RuntimeError(f"JupyterLab did not answer within {SERVER_START_TIMEOUT_S} s:\n{tail}")
 
 
 @pytest.fixture(scope="session")
@@ -190,6 +190,20 @@ def open_notebook(page, lab: Lab, name: str, timeout_ms: int = 90_000) -> None:
     page.wait_for_selector(
         ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms
     )
+    _wait_until_cells_settle(page)
+
+
+def _wait_until_cells_settle(page, quiet_s: float = 0.6, timeout_s: float = 15) -> None:
+    """JupyterLab re-draws cells for a moment after opening: wait until the cell count stops changing."""
+    cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+    last, stable_since, deadline = -1, time.monotonic(), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        count = cells.count()
+        if count != last:
+            last, stable_since = count, time.monotonic()
+        elif time.monotonic() - stable_since >= quiet_s:
+            return
+        time.sleep(0.1)
 
 
 def _prompt_text(cell) -> str:
@@ -199,17 +213,23 @@ def _prompt_text(cell) -> str:
 def run_cell(page, index: int, timeout_ms: int = 120_000):
     """Run code cell ``index`` of the open notebook; return the cell's locator once it has finished.
 
-    Shift+Enter can be lost while focus settles after a click, so it is retried until the prompt shows ``[*]`` or a
-    new execution count.
+    Shift+Enter can be lost while focus settles after a click, so it is retried until the prompt shows ``[*]``
+    or a new execution count.
     """
+    from playwright.sync_api import Error as PlaywrightError
+
     cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").nth(index)
     cell.scroll_into_view_if_needed()
     before = _prompt_text(cell)
     for _ in range(10):
-        cell.locator(".jp-InputArea-prompt").first.click()
-        page.keyboard.press("Escape")
-        cell.locator(".jp-InputArea-prompt").first.click()
-        page.keyboard.press("Shift+Enter")
+        try:
+            cell.locator(".jp-InputArea-prompt").first.click()
+            page.keyboard.press("Escape")
+            cell.locator(".jp-InputArea-prompt").first.click()
+            page.keyboard.press("Shift+Enter")
+        except PlaywrightError:  # the cell was re-drawn under the click ("not attached to the DOM"): retry
+            time.sleep(0.5)
+            continue
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
             now = _prompt_text(cell)
