@@ -15,7 +15,9 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Reinstall only when the package definition changes.
-$(VENV)/.installed: $(BIN)/python pyproject.toml $(wildcard labextension/package.json)
+LABEXTENSION_SOURCES := $(wildcard labextension/package.json labextension/yarn.lock labextension/tsconfig.json \
+                           labextension/src/*.ts labextension/style/*)
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(LABEXTENSION_SOURCES)
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 

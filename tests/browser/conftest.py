@@ -160,7 +160,7 @@ def page(_browser, lab: Lab, request: pytest.FixtureRequest):
     page.set_default_timeout(30_000)
     console_errors: list[str] = []
     page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
-    page.goto(lab.lab_url())
+    page.goto(f"{lab.url}/lab?reset&token={lab.token}")  # reset: no document restored from an earlier test
     page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
     page.wait_for_selector(".jp-LauncherCard, .jp-NotebookPanel", timeout=60_000)
     yield page
