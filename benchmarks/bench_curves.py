@@ -78,10 +78,14 @@ def main() -> None:
     def with_curves() -> None:
         curves_model.train(1, data(), callbacks=[LiveCurves(display=True)])
 
+    def recording_only() -> None:  # LiveCurves without drawing: the per-step cost alone
+        curves_model.train(1, data(), callbacks=[LiveCurves(display=False)])
+
     def with_dashboard() -> None:
         runner.fit(1)
 
-    variants = {"plain Model.train": plain, "with LiveCurves": with_curves, "with Dashboard": with_dashboard}
+    variants = {"plain Model.train": plain, "LiveCurves, no draw": recording_only,
+                "with LiveCurves": with_curves, "with Dashboard": with_dashboard}
     for run in variants.values():  # compile the graphs once
         run()
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -99,7 +103,7 @@ def main() -> None:
     print("shared machine")
     for name, values in times.items():
         median, cpu_median = statistics.median(values), statistics.median(cpu[name])
-        print(f"{name:18s} wall {median * 1000:8.1f} ms ({median / steps * 1000:6.2f} ms/step) "
+        print(f"{name:19s} wall {median * 1000:8.1f} ms ({median / steps * 1000:6.2f} ms/step) "
               f"ratio {median / base:.3f} ({100 * (median / base - 1):+5.1f} %) | "
               f"cpu {cpu_median:7.2f} s ratio {cpu_median / cpu_base:.3f} "
               f"({100 * (cpu_median / cpu_base - 1):+5.1f} %)")

@@ -58,10 +58,16 @@ def _step(text: str) -> int:
 def test_fine_tune_updates_progress_and_curves_and_stop_ends_it(page, lab):
     write_notebook(lab, "dashboard.ipynb", [SETUP, "Dashboard(runner, epochs=2000)"])
     open_notebook(page, lab, "dashboard.ipynb")
+    # run_cell compares the prompt before and after: wait until the prompts have rendered, or an empty
+    # prompt read too early looks like a cell that started
+    prompts = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .jp-InputArea-prompt")
+    _wait_for(lambda: prompts.count() == 2 and all("[" in prompts.nth(i).inner_text() for i in range(2)), 60,
+              "the cell prompts")
+    time.sleep(1.0)
     run_cell(page, 0, timeout_ms=180_000)
     assert "runner ready" in cell_output(page, 0).inner_text()
     run_cell(page, 1)
-    output = cell_output(page, 1)
+    output = cell_output(page, 1).first  # the cell's own area (the curves are a nested one)
     fine_tune = output.locator("button", has_text="Fine-tune")
     stop = output.locator("button", has_text="Stop")
     fine_tune.wait_for(timeout=60_000)
