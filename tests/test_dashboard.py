@@ -120,3 +120,5 @@ def test_progress_text_and_eta_formatting():
                          "training")
     assert text == "training · epoch 1/2 · step 10/40 · 5.0 steps/s · ETA 6 s"
     assert progress_text({"step": 0, "total": 0}, "idle") == "ready"
+    assert progress_text({"step": 40, "total": 40, "epoch": 2, "epochs": 2}, "idle").startswith("done ·")
+    assert progress_text({"step": 12, "total": 40, "epoch": 1, "epochs": 2}, "idle").startswith("stopped ·")

@@ -41,6 +41,8 @@ def progress_text(progress: dict[str, Any], state: str) -> str:
         parts.append(f"ETA {format_seconds(progress.get('eta_s'))}")
     names = {TRAINING: "training", STOPPING: "stopping", EVALUATING: "evaluating", IDLE: "done"}
     prefix = names.get(state, state)
+    if state == IDLE and step < total:
+        prefix = "stopped"
     return f"{prefix} · " + " · ".join(parts)
 
 

@@ -89,7 +89,7 @@ def test_fine_tune_updates_progress_and_curves_and_stop_ends_it(page, lab):
     screenshot(page, "dashboard_training")
 
     stop.click()
-    done = _wait_for(lambda: _status(output).startswith("done") and _status(output), 60, "the run to stop")
+    done = _wait_for(lambda: _status(output).startswith("stopped") and _status(output), 60, "the run to stop")
     stopped_at = _step(done)
     assert 0 < stopped_at < 2000 * 47
     assert fine_tune.is_enabled() and stop.is_disabled()
