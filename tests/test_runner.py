@@ -14,7 +14,7 @@ from mindspore.dataset import NumpySlicesDataset
 from sklearn.datasets import load_digits
 
 from ms_notebook.runs.curves import LiveCurves
-from ms_notebook.runs.runner import Runner, RunError
+from ms_notebook.runs.runner import RunError, Runner
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,8 @@ def digits(start: int, count: int, batch: int = 32):
     labels = data.target[start:start + count].astype(np.int32)
 
     def make():
-        return NumpySlicesDataset((images, labels), column_names=["image", "label"], shuffle=False).batch(batch)
+        dataset = NumpySlicesDataset((images, labels), column_names=["image", "label"], shuffle=False)
+        return dataset.batch(batch)
 
     return make
 
