@@ -1,7 +1,7 @@
-"""ms-notebook: explore MindSpore checkpoints, plan transfer learning and watch training live in JupyterLab.
+"""ms-notebook: explore MindSpore checkpoints, plan transfer learning, watch training live in JupyterLab.
 
-The public API is listed in ``__all__``. Names are resolved lazily (PEP 562) so that ``import ms_notebook`` stays
-cheap and never imports MindSpore: only the parts that build or train networks do, and only when first used.
+The public API is listed in ``__all__``. Names are resolved lazily (PEP 562) so that ``import ms_notebook``
+stays cheap and never imports MindSpore: only the parts that build or train networks do, when first used.
 """
 
 from __future__ import annotations

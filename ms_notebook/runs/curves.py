@@ -361,8 +361,11 @@ class LiveCurves(Callback):
             values["train_loss"] = sum(self._epoch_losses) / len(self._epoch_losses)
         results = cb_params.get("eval_results") or cb_params.get("metrics") or {}
         for name, value in results.items():
-            key = name if name.startswith("eval_") else f"eval_{name}"
-            values[key] = _number(value)
+            # Model.fit's own "eval_loss" is the loss of the last eval batch only (MindSpore 2.10 builds a new
+            # Loss metric for every batch), so it is not recorded; the "loss" metric gives the real eval loss.
+            if name == "eval_loss":
+                continue
+            values[f"eval_{name}"] = _number(value)
         self._emit({
             "type": "epoch",
             "epoch": self._epoch_offset + int(cb_params.cur_epoch_num),

@@ -89,7 +89,8 @@ class Runner:
             raise ValueError(f"mode must be 'graph' or 'pynative', got {mode!r}")
         self.net, self.loss_fn, self.optimizer = net, loss_fn, optimizer
         self.train_data, self.eval_data = train_data, eval_data
-        self.metrics = dict(metrics) if isinstance(metrics, dict) else set(metrics)
+        # "loss" rides along so that eval curves show the loss over the whole eval set
+        self.metrics = dict(metrics) if isinstance(metrics, dict) else {*metrics, "loss"}
         self.mode = mode
         self.curves = curves if curves is not None else LiveCurves()
         self.run_dir = Path(run_dir) if run_dir is not None else None

@@ -13,7 +13,10 @@ def test_notebook_cell_runs_and_widget_renders(page, lab):
     write_notebook(
         lab,
         "harness.ipynb",
-        ["print('hello from the kernel', 6 * 7)", "import ipywidgets\nipywidgets.IntSlider(value=7, description='seven')"],
+        [
+            "print('hello from the kernel', 6 * 7)",
+            "import ipywidgets\nipywidgets.IntSlider(value=7, description='seven')",
+        ],
     )
     open_notebook(page, lab, "harness.ipynb")
     run_cell(page, 0)
