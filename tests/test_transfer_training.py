@@ -224,3 +224,17 @@ def test_frozen_backbone_and_bn_statistics_hold_in_graph_mode(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     # only the new head trains: conv/BN/dense weights and BN moving statistics are bit-identical
     assert "CHANGED ['head.bias', 'head.weight']" in done.stdout
+
+
+def test_a_second_plan_on_the_same_network_undoes_the_first_plans_freeze(momentum_ckpt):
+    net = SmallNet(5)
+    TransferPlan(net, momentum_ckpt).freeze_backbone().apply()
+    assert not net.block1.conv.weight.requires_grad
+    assert net.block1.bn.use_batch_statistics is False
+
+    plan = TransferPlan(net, momentum_ckpt)  # defaults: freeze nothing
+    assert "block1.conv.weight" in plan.trainable
+    plan.apply()
+    assert net.block1.conv.weight.requires_grad
+    assert net.block1.bn.use_batch_statistics is None  # the BatchNorm default again
+    assert not net.block1.bn.moving_mean.requires_grad  # moving statistics never become trainable

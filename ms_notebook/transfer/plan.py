@@ -31,6 +31,11 @@ STATUS_LABELS = {MATCH: "match", SHAPE_MISMATCH: "shape mismatch", ABSENT: "abse
 STEP_STATE = ("global_step", "beta1_power", "beta2_power")
 
 
+# Marks left on what a plan froze, so that a later plan on the same network can undo it.
+_FROZEN_MARK = "_ms_notebook_frozen"
+_BN_STATS_MARK = "_ms_notebook_use_batch_statistics"
+
+
 class TransferError(ValueError):
     """The plan cannot be applied (nothing was changed)."""
 
@@ -73,8 +78,11 @@ class TransferPlan:
         self.shapes: dict[str, tuple[int, ...]] = {
             n: tuple(int(d) for d in p.shape) for n, p in self._params.items()
         }
-        # parameters that can train at all (BN moving statistics cannot): freezing only ever applies to these
-        self.trainable_capable: set[str] = {n for n, p in self._params.items() if p.requires_grad}
+        # parameters that can train at all (BN moving statistics cannot): freezing only ever applies to these.
+        # One frozen by an earlier plan is marked, so a later plan on the same network can unfreeze it.
+        self.trainable_capable: set[str] = {
+            n for n, p in self._params.items() if p.requires_grad or getattr(p, _FROZEN_MARK, False)
+        }
         self.checkpoint_shapes: dict[str, tuple[int, ...]] = self.source.shapes()
         self.status: dict[str, str] = {}
         for name in self.names:
@@ -293,13 +301,19 @@ class TransferPlan:
                 self._params[name].set_data(value)
             raise
         for name in self.trainable_capable:
-            self._params[name].requires_grad = name not in self._frozen
+            frozen = name in self._frozen
+            self._params[name].requires_grad = not frozen
+            setattr(self._params[name], _FROZEN_MARK, frozen)
         frozen_bn = self.frozen_batchnorm()
-        if freeze_bn_stats:
-            wanted = set(frozen_bn)
-            for path, cell in batchnorm_cells(self.net):
-                if path in wanted:
-                    cell.use_batch_statistics = False
+        wanted = set(frozen_bn) if freeze_bn_stats else set()
+        for path, cell in batchnorm_cells(self.net):
+            if path in wanted:
+                if not hasattr(cell, _BN_STATS_MARK):  # remember the user's setting, to restore it later
+                    setattr(cell, _BN_STATS_MARK, cell.use_batch_statistics)
+                cell.use_batch_statistics = False
+            elif hasattr(cell, _BN_STATS_MARK):  # fixed by an earlier plan, no longer frozen: restore
+                cell.use_batch_statistics = getattr(cell, _BN_STATS_MARK)
+                delattr(cell, _BN_STATS_MARK)
         built = None
         state: list[dict[str, str]] = []
         if optimizer is not None:
