@@ -220,6 +220,8 @@ def run_cell(page, index: int, timeout_ms: int = 120_000):
 
     cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").nth(index)
     cell.scroll_into_view_if_needed()
+    # An empty prompt is one not rendered yet: reading it as "before" would make any text look like a start.
+    cell.locator(".jp-InputArea-prompt").first.filter(has_text="[").wait_for(timeout=30_000)
     before = _prompt_text(cell)
     for _ in range(10):
         try:
