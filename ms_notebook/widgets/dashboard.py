@@ -15,6 +15,9 @@ from typing import Any
 import ipywidgets as w
 
 from ms_notebook.runs.runner import EVALUATING, IDLE, STOPPING, TRAINING, Runner
+from ms_notebook.widgets import frontend
+
+TAG_EVAL, TAG_FINETUNE = "ms-eval", "ms-finetune"
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -83,6 +86,7 @@ class Dashboard(w.VBox):
         self.runner = runner
         self._min_interval = 1.0 / max_updates_per_s
         self._last_update = 0.0
+        self._note = ""
         devices = runner.devices()
         self.device = w.Dropdown(options=list(devices.available), value=devices.current, description="device")
         self.epochs = w.BoundedIntText(value=epochs, min=1, max=10_000, description="epochs")
@@ -104,7 +108,10 @@ class Dashboard(w.VBox):
         runner.curves.view.embedded = True
         self.curves = runner.curves.view.widget()
 
-        self.evaluate_button.on_click(lambda _: self._act(self.runner.start_evaluate))
+        # With the JupyterLab extension, a notebook's cells tagged ms-eval / ms-finetune run instead, so the
+        # tutorial's code stays visible while the buttons drive it; without it the widget runs them itself.
+        frontend.probe()
+        self.evaluate_button.on_click(lambda _: self._act(self._evaluate))
         self.fit_button.on_click(lambda _: self._act(self._start_fit))
         self.stop_button.on_click(lambda _: self._act(self.runner.stop))
         self.device.observe(self._on_device, names="value")
@@ -130,11 +137,23 @@ class Dashboard(w.VBox):
             self._show_error(f"{type(error).__name__}: {error}")
         self.refresh()
 
+    def _run_tagged(self, tag: str) -> bool:
+        """Ask the front end to run the notebook's cells tagged ``tag``; False when there are none to run."""
+        if frontend.tags().get(tag) and frontend.request_run_tagged(tag):
+            self._note = f"running the cells tagged {tag}"
+            return True
+        return False
+
+    def _evaluate(self) -> None:
+        if not self._run_tagged(TAG_EVAL):
+            self.runner.start_evaluate()
+
     def _start_fit(self) -> None:
         current = self.runner.learning_rate()
         if self.lr.value and not self.lr.disabled and float(f"{current:.6g}") != self.lr.value:
             self.runner.set_learning_rate(float(self.lr.value))
-        self.runner.start_fit(int(self.epochs.value))
+        if not self._run_tagged(TAG_FINETUNE):
+            self.runner.start_fit(int(self.epochs.value))
 
     def _on_device(self, change: dict[str, Any]) -> None:
         try:
@@ -158,6 +177,7 @@ class Dashboard(w.VBox):
 
     # -- updates -------------------------------------------------------------------------------------
     def _on_event(self, event: str, runner: Runner) -> None:
+        self._note = ""
         if event == "step":
             now = time.monotonic()
             if now - self._last_update < self._min_interval:
@@ -175,6 +195,8 @@ class Dashboard(w.VBox):
         progress = runner.progress()
         self.progress.value = min(max(progress["fraction"], 0.0), 1.0)
         self.status.value = progress_text(progress, runner.state)
+        if self._note and runner.state == IDLE:  # a tagged cell was asked to run and has not started yet
+            self.status.value = self._note
         if progress_only:
             return
         actions = runner.actions()

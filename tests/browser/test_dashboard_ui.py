@@ -96,3 +96,29 @@ def test_fine_tune_updates_progress_and_curves_and_stop_ends_it(page, lab):
     time.sleep(1.0)
     assert _step(_status(output)) == stopped_at  # nothing runs after Stop
     screenshot(page, "dashboard_stopped")
+
+
+def test_with_the_extension_evaluate_runs_the_cell_tagged_ms_eval(page, lab):
+    import nbformat
+
+    cells = [
+        nbformat.v4.new_code_cell(SETUP),
+        nbformat.v4.new_code_cell("dash = Dashboard(runner)\ndash"),
+        nbformat.v4.new_code_cell("print('tagged eval' + ' accuracy', round(runner.evaluate()['accuracy'], 3))"),
+    ]
+    cells[2].metadata["tags"] = ["ms-eval"]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, lab.root / "dashboard-tagged.ipynb")
+    open_notebook(page, lab, "dashboard-tagged.ipynb")
+    run_cell(page, 0)
+    run_cell(page, 1)  # the Dashboard says hello to the extension; the answer arrives after this cell
+    output = cell_output(page, 1)
+    output.locator("button", has_text="Evaluate").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell')][2]"
+        ".innerText.includes('tagged eval accuracy')",  # the output: the source splits the words
+        timeout=90_000,
+    )
+    assert re.search(r"tagged eval accuracy 0\.\d+", cell_output(page, 2).inner_text())
+    screenshot(page, "dashboard-tagged-eval")
