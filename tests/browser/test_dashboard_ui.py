@@ -104,7 +104,9 @@ def test_with_the_extension_evaluate_runs_the_cell_tagged_ms_eval(page, lab):
     cells = [
         nbformat.v4.new_code_cell(SETUP),
         nbformat.v4.new_code_cell("dash = Dashboard(runner)\ndash"),
-        nbformat.v4.new_code_cell("print('tagged eval' + ' accuracy', round(runner.evaluate()['accuracy'], 3))"),
+        nbformat.v4.new_code_cell(
+            "print('tagged eval' + ' accuracy', round(runner.evaluate()['accuracy'], 3))"
+        ),
     ]
     cells[2].metadata["tags"] = ["ms-eval"]
     notebook = nbformat.v4.new_notebook(cells=cells)
