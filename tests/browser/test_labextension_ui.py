@@ -167,7 +167,9 @@ def test_new_notebook_from_checkpoint_runs_without_error(page, lab, digits_ckpt)
         ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output[data-mime-type*='error']"
     )
     assert errors.count() == 0, errors.all_inner_texts()
-    assert "Checkpoint" in cell_output(page, 1).inner_text()
+    # `ck` as the cell's last expression shows the checkpoint browser
+    assert "digits.ckpt · ckpt" in cell_output(page, 1).inner_text()
+    assert "14 tensors" in cell_output(page, 1).inner_text()
     assert "14/14" in cell_output(page, 4).inner_text() or "reload" in cell_output(page, 4).inner_text()
     screenshot(page, "labext-new-notebook")
     # a second request picks a free name instead of overwriting
