@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "03_classroom_studio.ipynb"
 STUDIO_CELL = 1  # the code cell that builds and shows the Studio
-_STATUS = re.compile(r"^(ready|training|stopping|evaluating|done)")
+_STATUS = re.compile(r"^(ready|training|stopping|stopped|evaluating|done)")
 
 
 def _wait_for(predicate, timeout_s: float, what: str):
@@ -125,7 +125,7 @@ def test_studio_drives_the_lesson_browse_apply_finetune_stop(page, lab, demo_che
     _widget_shot(studio, "studio-training")
 
     stop.click()
-    done = _wait_for(lambda: status.inner_text().startswith("done") and status.inner_text(), 90, "Stop")
+    done = _wait_for(lambda: status.inner_text().startswith("stopped") and status.inner_text(), 90, "Stop")
     stopped_at = _step(done)
     assert 0 < stopped_at < 300 * 7
     time.sleep(1.0)
