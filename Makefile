@@ -27,9 +27,12 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
+# The demo checkpoint is built once into the user's cache; a copy beside the notebooks opens in the
+# Checkpoint Viewer from the file browser.
 lab: $(VENV)/.installed
-	$(BIN)/python -m ms_notebook.demo prepare
-	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser --notebook-dir=notebooks
+	cp -f "$$($(BIN)/python -m ms_notebook.demo prepare)" notebooks/digits-pretrained.ckpt
+	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser --notebook-dir=notebooks \
+	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check ms_notebook tests benchmarks
