@@ -89,7 +89,7 @@ def render_png(
     for axis in (ax_loss, ax_metric):
         axis.grid(True, alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
-            axis.legend(fontsize=7, loc="best")
+            axis.legend(fontsize=7, loc="upper right")
     if not any_metric:
         ax_metric.text(0.5, 0.5, "no epoch metrics yet", ha="center", va="center",
                        transform=ax_metric.transAxes, color="gray")
