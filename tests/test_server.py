@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.servers import free_port, wait_for_server
 
 BLOCK_MINDSPORE = """
 import sys
@@ -59,12 +59,6 @@ class Server:
                 return err.code, json.loads(body)
             except json.JSONDecodeError:
                 return err.code, {"raw": body.decode("utf-8", "replace")}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _write_checkpoints(root: Path, outside: Path) -> None:
@@ -111,7 +105,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     for folder in dirs.values():
         folder.mkdir()
     token = secrets.token_hex(16)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(dirs["config"]),
@@ -131,18 +125,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=root)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                req = urllib.request.Request(f"{url}/api/status", headers={"Authorization": f"token {token}"})
-                with urllib.request.urlopen(req, timeout=2):
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start:\n{log.read_text()[-3000:]}") from None
-                time.sleep(0.3)
+        wait_for_server(url, token, process, log, timeout_s=90)
         yield Server(url=url, token=token, root=root, outside=outside)
         assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
     finally:

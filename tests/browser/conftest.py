@@ -22,18 +22,17 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from tests.servers import free_port, wait_for_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -66,29 +65,6 @@ class Lab:
         return f"{self.url}/lab{tail}?token={self.token}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_server(url: str, token: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            request = urllib.request.Request(f"{url}/api/status", headers={"Authorization": f"token {token}"})
-            with urllib.request.urlopen(request, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.3)
-    tail = log.read_text()[-4000:]
-    raise RuntimeError(f"JupyterLab did not answer within {SERVER_START_TIMEOUT_S} s:\n{tail}")
-
-
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """Start JupyterLab on 127.0.0.1, a free port and a random token, with isolated Jupyter directories."""
@@ -106,7 +82,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
     )
     token = secrets.token_hex(16)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(dirs["config"]),
@@ -131,7 +107,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=root)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_server(url, token, process, log)
+        wait_for_server(url, token, process, log, SERVER_START_TIMEOUT_S)
         yield Lab(url=url, token=token, root=root, log=log)
     finally:
         process.terminate()
@@ -258,6 +234,23 @@ def run_all(page, timeout_ms: int = 180_000) -> None:
     for index in range(cells.count()):
         if "jp-CodeCell" in (cells.nth(index).get_attribute("class") or ""):
             run_cell(page, index, timeout_ms)
+
+
+def wait_for(predicate, timeout_s: float, what: str):
+    """Poll ``predicate`` until it returns something truthy (returned); fail naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def progress_step(status_text: str) -> int:
+    """The step number in a Dashboard status line ("training · epoch 1/3 · step 12/171 · …"); -1 if none."""
+    match = re.search(r"step (\d+)/", status_text)
+    return int(match.group(1)) if match else -1
 
 
 def cell_output(page, index: int):

@@ -7,7 +7,15 @@ import time
 
 import pytest
 
-from .conftest import cell_output, open_notebook, run_cell, screenshot, write_notebook
+from .conftest import (
+    cell_output,
+    open_notebook,
+    progress_step,
+    run_cell,
+    screenshot,
+    wait_for,
+    write_notebook,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -40,29 +48,14 @@ def _status(output) -> str:
     return output.locator(".ms-dashboard-status").first.inner_text()
 
 
-def _wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _step(text: str) -> int:
-    match = re.search(r"step (\d+)/", text)
-    return int(match.group(1)) if match else -1
-
-
 def test_fine_tune_updates_progress_and_curves_and_stop_ends_it(page, lab):
     write_notebook(lab, "dashboard.ipynb", [SETUP, "Dashboard(runner, epochs=2000)"])
     open_notebook(page, lab, "dashboard.ipynb")
     # run_cell compares the prompt before and after: wait until the prompts have rendered, or an empty
     # prompt read too early looks like a cell that started
     prompts = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .jp-InputArea-prompt")
-    _wait_for(lambda: prompts.count() == 2 and all("[" in prompts.nth(i).inner_text() for i in range(2)), 60,
-              "the cell prompts")
+    wait_for(lambda: prompts.count() == 2 and all("[" in prompts.nth(i).inner_text() for i in range(2)), 60,
+             "the cell prompts")
     time.sleep(1.0)
     run_cell(page, 0, timeout_ms=180_000)
     assert "runner ready" in cell_output(page, 0).inner_text()
@@ -75,26 +68,26 @@ def test_fine_tune_updates_progress_and_curves_and_stop_ends_it(page, lab):
     screenshot(page, "dashboard_ready")
 
     fine_tune.click()
-    first = _wait_for(lambda: _step(_status(output)) > 0 and _status(output), 120, "training progress")
+    first = wait_for(lambda: progress_step(_status(output)) > 0 and _status(output), 120, "training progress")
     assert first.startswith("training")
     assert stop.is_enabled() and fine_tune.is_disabled()
     # curves arrive as an image in the dashboard's own output area, and keep changing
     image = output.locator(".jp-OutputArea-output img").first
     image.wait_for(timeout=60_000)
     src_before = image.get_attribute("src")
-    _wait_for(lambda: _step(_status(output)) > _step(first) + 30, 120, "more steps")
+    wait_for(lambda: progress_step(_status(output)) > progress_step(first) + 30, 120, "more steps")
     redrawn = output.locator(".jp-OutputArea-output img").first
-    _wait_for(lambda: redrawn.get_attribute("src") != src_before, 60, "a redraw of the curves")
+    wait_for(lambda: redrawn.get_attribute("src") != src_before, 60, "a redraw of the curves")
     assert "eval_accuracy" in output.inner_text() or "loss" in output.inner_text()
     screenshot(page, "dashboard_training")
 
     stop.click()
-    done = _wait_for(lambda: _status(output).startswith("stopped") and _status(output), 60, "the run to stop")
-    stopped_at = _step(done)
+    done = wait_for(lambda: _status(output).startswith("stopped") and _status(output), 60, "the run to stop")
+    stopped_at = progress_step(done)
     assert 0 < stopped_at < 2000 * 47
     assert fine_tune.is_enabled() and stop.is_disabled()
     time.sleep(1.0)
-    assert _step(_status(output)) == stopped_at  # nothing runs after Stop
+    assert progress_step(_status(output)) == stopped_at  # nothing runs after Stop
     screenshot(page, "dashboard_stopped")
 
 

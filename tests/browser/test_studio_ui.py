@@ -9,28 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ARTIFACTS, cell_output, open_notebook, run_cell, screenshot
+from .conftest import ARTIFACTS, cell_output, open_notebook, progress_step, run_cell, screenshot, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "03_classroom_studio.ipynb"
 STUDIO_CELL = 1  # the code cell that builds and shows the Studio
 _STATUS = re.compile(r"^(ready|training|stopping|stopped|evaluating|done)")
-
-
-def _wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _step(text: str) -> int:
-    match = re.search(r"step (\d+)/", text)
-    return int(match.group(1)) if match else -1
 
 
 def _widget_shot(locator, name: str) -> Path:
@@ -86,7 +71,7 @@ def test_studio_drives_the_lesson_browse_apply_finetune_stop(page, lab, demo_che
     assert "0.0% frozen" in summary.inner_text()
     panel.get_by_role("button", name="Freeze backbone").click()
     # the summary is re-rendered from the plan in the kernel: poll the locator, not one element
-    _wait_for(lambda: "98.2% frozen" in summary.inner_text(), 60, "the preset's summary")
+    wait_for(lambda: "98.2% frozen" in summary.inner_text(), 60, "the preset's summary")
     apply = panel.locator("button", has_text=re.compile(r"^\s*Apply\s*$"))  # found even in a hidden tab
     apply.click()
     report = panel.locator(".ms-transfer-report")
@@ -108,15 +93,15 @@ def test_studio_drives_the_lesson_browse_apply_finetune_stop(page, lab, demo_che
     stop = run.get_by_role("button", name="Stop")
     assert fine_tune.is_enabled() and stop.is_disabled()
     fine_tune.click()
-    first = _wait_for(lambda: _step(status.inner_text()) > 0 and status.inner_text(), 180, "progress")
+    first = wait_for(lambda: progress_step(status.inner_text()) > 0 and status.inner_text(), 180, "progress")
     assert first.startswith("training") and "/300" in first
 
     # the curve grows: the image in the Run tab is redrawn as steps go by
     image = run.locator(".jp-OutputArea-output img").first
     image.wait_for(timeout=60_000)
     src_before = image.get_attribute("src")
-    _wait_for(lambda: _step(status.inner_text()) > _step(first) + 40, 180, "more steps")
-    _wait_for(lambda: run.locator(".jp-OutputArea-output img").first.get_attribute("src") != src_before,
+    wait_for(lambda: progress_step(status.inner_text()) > progress_step(first) + 40, 180, "more steps")
+    wait_for(lambda: run.locator(".jp-OutputArea-output img").first.get_attribute("src") != src_before,
               60, "a redraw of the curves")
     assert stop.is_enabled() and fine_tune.is_disabled()
     # while training, the plan cannot be re-applied under the run's feet
@@ -125,12 +110,12 @@ def test_studio_drives_the_lesson_browse_apply_finetune_stop(page, lab, demo_che
     _widget_shot(studio, "studio-training")
 
     stop.click()
-    done = _wait_for(lambda: status.inner_text().startswith("stopped") and status.inner_text(), 90, "Stop")
-    stopped_at = _step(done)
+    done = wait_for(lambda: status.inner_text().startswith("stopped") and status.inner_text(), 90, "Stop")
+    stopped_at = progress_step(done)
     assert 0 < stopped_at < 300 * 7
     time.sleep(1.0)
-    assert _step(status.inner_text()) == stopped_at  # nothing runs after Stop
+    assert progress_step(status.inner_text()) == stopped_at  # nothing runs after Stop
     assert fine_tune.is_enabled() and stop.is_disabled()
-    _wait_for(apply.is_enabled, 30, "Apply enabled again")
+    wait_for(apply.is_enabled, 30, "Apply enabled again")
     screenshot(page, "studio-4-stopped")
     _widget_shot(studio, "studio")
