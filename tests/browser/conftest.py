@@ -10,6 +10,7 @@ Helpers (test modules do ``from .conftest import write_notebook, open_notebook, 
     run_cell(page, index)              run one cell (Shift+Enter, retried) and wait until it has finished
     run_all(page)                      run every code cell in order
     cell_output(page, index)           the output area of a cell, as a Playwright locator
+    output_text(page, index, *texts)   a cell's output text once it shows all ``texts`` (widgets draw late)
     screenshot(page, name)             save ``test-artifacts/<name>.png``
 
 Chromium comes from Debian (``make test`` installs it); ``playwright install`` is never used.
@@ -257,6 +258,26 @@ def cell_output(page, index: int):
     """The output area of cell ``index`` of the open notebook."""
     cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
     return cells.nth(index).locator(".jp-OutputArea")
+
+
+def output_text(page, index: int, *texts: str, timeout_s: float = 60) -> str:
+    """The text of cell ``index``'s output once it contains every one of ``texts``.
+
+    A finished prompt says the kernel replied, not that the front end has drawn the output: widget views
+    load their ES module and render afterwards, and an off-screen cell may not be laid out at all. So the
+    cell is scrolled into view and its text polled.
+    """
+    area = cell_output(page, index)
+
+    def shown() -> str | None:
+        area.first.scroll_into_view_if_needed()
+        text = area.first.inner_text()
+        return text if all(t in text for t in texts) else None
+
+    try:
+        return wait_for(shown, timeout_s, f"cell {index} to show {texts!r}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; it shows {area.first.inner_text()[:500]!r}") from None
 
 
 def screenshot(page, name: str) -> Path:

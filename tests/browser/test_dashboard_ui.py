@@ -10,6 +10,7 @@ import pytest
 from .conftest import (
     cell_output,
     open_notebook,
+    output_text,
     progress_step,
     run_cell,
     screenshot,
@@ -58,7 +59,7 @@ def test_fine_tune_updates_progress_and_curves_and_stop_ends_it(page, lab):
              "the cell prompts")
     time.sleep(1.0)
     run_cell(page, 0, timeout_ms=180_000)
-    assert "runner ready" in cell_output(page, 0).inner_text()
+    output_text(page, 0, "runner ready")
     run_cell(page, 1)
     output = cell_output(page, 1).first  # the cell's own area (the curves are a nested one)
     fine_tune = output.locator("button", has_text="Fine-tune")
