@@ -164,3 +164,43 @@ def test_ema_is_bias_corrected():
 
 def test_empty_history_still_renders():
     assert render_png(History("nothing yet"))[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_live_chart_gets_every_step_at_the_throttled_rate_and_a_png_ends_the_run():
+    curves = LiveCurves(label="digits", display=True, max_redraws_per_s=1e-3)  # steps never due: only forced
+    chart = curves.view.widget()
+    train_with(curves, epochs=2)
+    steps, losses = chart.values()
+    assert steps.tolist() == curves.history["step"].astype(float).tolist() == [float(s) for s in range(1, 9)]
+    np.testing.assert_allclose(losses, curves.history["loss"].to_numpy(np.float32), rtol=1e-6)
+    assert [e["epoch"] for e in chart.epochs] == [1, 2] and all("eval_accuracy" in e for e in chart.epochs)
+    assert chart.label == "digits" and chart.live is False
+    # begin, start, two epoch ends, end and finish are pushed; none of the 8 steps was due
+    assert curves.view.push_count <= 6
+    assert curves.view.draw_count == 1 and curves.view.last_png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_chart_style_controls_and_set_style_agree():
+    curves = LiveCurves(display=True)
+    chart = curves.view.widget()
+    chart.smoothing = 0.3  # what the view's slider does
+    chart.log_y = True
+    assert curves.smoothing == 0.3 and curves.log_y is True
+    curves.set_style(smoothing=0.0, log_y=False)
+    assert chart.smoothing == 0.0 and chart.log_y is False
+    with pytest.raises(Exception, match="smoothing"):
+        chart.smoothing = 1.0
+    assert curves.smoothing == 0.0
+
+
+def test_new_run_moves_the_finished_run_into_the_charts_overlays():
+    curves = LiveCurves(label="frozen", display=True)
+    chart = curves.view.widget()
+    train_with(curves, epochs=1)
+    curves.new_run("unfrozen")
+    assert [o["label"] for o in chart.overlays] == ["frozen"]
+    assert chart.overlays[0]["steps"] == [1.0, 2.0, 3.0, 4.0]
+    assert chart.overlays[0]["epochs"][0]["eval_accuracy"] == pytest.approx(curves.overlays[0].epochs()
+                                                                            ["eval_accuracy"].iloc[0])
+    json.dumps(chart.overlays, allow_nan=False)  # the view gets plain JSON: no NaN
+    assert chart.label == "unfrozen" and len(chart.values()[0]) == 0 and chart.epochs == []

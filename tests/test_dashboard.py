@@ -89,8 +89,17 @@ def test_fine_tune_shows_progress_metrics_and_uses_the_learning_rate():
     assert dash.status.value.startswith("done · epoch 2/2 · step 20/20")
     assert "eval_accuracy" in dash.metrics.value
     assert dash.runner.history["lr"].dropna().round(6).unique().tolist() == [0.02]
-    assert dash.curves.outputs and "image/png" in dash.curves.outputs[0]["data"]
     assert dash.error.value == ""
+    # the live chart got every step the history has, as float32, and the epoch metrics
+    steps, losses = dash.curves.values()
+    history = dash.runner.history
+    assert steps.tolist() == history["step"].astype(float).tolist()
+    np.testing.assert_allclose(losses, history["loss"].to_numpy(np.float32), rtol=1e-6)
+    assert [e["epoch"] for e in dash.curves.epochs] == [1, 2]
+    assert all(0.0 <= e["eval_accuracy"] <= 1.0 for e in dash.curves.epochs)
+    assert dash.curves.live is False
+    # embedded in the dashboard the chart stays: no PNG was rendered by the kernel
+    assert dash.runner.curves.view.draw_count == 0
 
 
 def test_errors_are_shown_inside_the_widget():

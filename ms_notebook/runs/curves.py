@@ -1,8 +1,9 @@
 """LiveCurves: a MindSpore training callback that records one metric history and draws it live.
 
-Per step it only reads the loss (the one device sync training needs anyway) and appends a row; drawing happens
-on a separate thread, throttled by time, into the callback's own output area. When the run ends the live
-view is replaced in place by a static PNG, so a saved notebook shows the curves without a kernel.
+Per step it only reads the loss (the one device sync training needs anyway) and appends a row; at most a few
+times a second it sends the numbers to a live chart that the browser draws, in the callback's own output area.
+When the run ends the live view is replaced in place by a static PNG, so a saved notebook shows the curves
+without a kernel.
 ``follow(path)`` draws a run that another process writes as JSON Lines (``LiveCurves(log_path=...)``).
 """
 
@@ -59,119 +60,118 @@ def _as_history(item: Any, label: str | None) -> History:
 
 
 class CurveView:
-    """The figure reader: renders a history (plus overlays) to PNG in its own output area, throttled by time.
+    """Shows a LiveCurves history in the notebook: live while the run goes on, a static PNG when it ends.
 
-    Owns an ``ipywidgets.Output`` shown through a display handle; updates replace only that area. ``finish()``
-    swaps the live widget for a static ``image/png`` output in place.
+    While training, a ``LiveChart`` (SVG drawn by the browser) receives the numbers from the training
+    thread at most ``max_updates_per_s`` times a second, and never for more than ~1 % of the time; the
+    kernel does no rasterising then. When the run ends the live view is replaced in place by one matplotlib
+    PNG, so a saved or exported notebook shows the curves without a kernel. Embedded in a Dashboard, the
+    chart simply stays.
     """
 
-    def __init__(self, curves: LiveCurves, max_redraws_per_s: float, display: bool | None) -> None:
+    def __init__(self, curves: LiveCurves, max_updates_per_s: float, display: bool | None) -> None:
         self.curves = curves
-        self.min_interval = 1.0 / max_redraws_per_s if max_redraws_per_s > 0 else math.inf
+        self.min_interval = 1.0 / max_updates_per_s if max_updates_per_s > 0 else math.inf
         self.enabled = _in_kernel() if display is None else display
-        self.embedded = False  # True when another widget (the Dashboard) shows the output area
-        self.output = None
-        self.handle = None
-        self._drawn_version = -1
-        self._last_draw = 0.0
-        self._draw_cost = 0.0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.embedded = False  # True when another widget (the Dashboard) shows the chart
+        self.chart = None
+        self.handle = None  # the live chart's display in the running cell
+        self.final_handle = None  # where the last static figure went (redrawn there on a style change)
         self._lock = threading.Lock()
+        self._last_push = -math.inf
+        self._gap = self.min_interval
         self.last_png: bytes | None = None
+        self.push_count = 0
         self.draw_count = 0
 
-    # output area -----------------------------------------------------------------------------------
     def widget(self):
-        """The live output area (an ``ipywidgets.Output``), created on first use."""
-        if self.output is None:
-            import ipywidgets
+        """The live chart (a ``LiveChart`` anywidget), created on first use."""
+        if self.chart is None:
+            from ms_notebook.widgets.live_chart import LiveChart
 
-            self.output = ipywidgets.Output(layout={"min_height": "40px"})
-        return self.output
+            chart = LiveChart(smoothing=self.curves.smoothing, log_y=self.curves.log_y)
+            chart.show_overlays(self.curves.overlays)
+            chart.show_run(self.curves.history_obj)
+            chart.observe(self._on_style, names=["smoothing", "log_y"])
+            self.chart = chart
+        return self.chart
+
+    def _on_style(self, change: dict[str, Any]) -> None:
+        setattr(self.curves, change["name"], change["new"])
+        self.restyle_final()
 
     def show(self) -> None:
-        """Display the output area in the current cell (once), under a display id for in-place replacement."""
+        """Display the live chart in the current cell (once per run), under a display id for replacement."""
         if not self.enabled or self.embedded or self.handle is not None or not _in_kernel():
             return
         from IPython.display import display
 
-        widget = self.widget()
         bundle = {
             "application/vnd.jupyter.widget-view+json": {
-                "version_major": 2, "version_minor": 0, "model_id": widget.model_id,
+                "version_major": 2, "version_minor": 0, "model_id": self.widget().model_id,
             },
             "text/plain": "LiveCurves (live view; the final figure replaces it when the run ends)",
         }
         self.handle = display(bundle, raw=True, display_id=str(uuid.uuid4()))
 
-    def _push(self, png: bytes) -> None:
-        self.last_png = png
-        if self.output is None:
+    def update(self, force: bool = False) -> None:
+        """Send the history to the chart (called on the training thread after each record), throttled."""
+        chart = self.chart
+        if chart is None:
             return
-        data = {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": "<LiveCurves figure>"}
-        self.output.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
-
-    def draw(self, force: bool = False) -> bool:
-        """Render now if the history changed (or ``force``); returns whether a figure was drawn."""
+        if not force and time.monotonic() - self._last_push < self._gap:
+            return
         with self._lock:
-            history = self.curves.history_obj
-            if not force and history.version == self._drawn_version:
-                return False
-            version = history.version
             started = time.perf_counter()
-            png = render_png(history, self.curves.overlays, self.curves.smoothing, self.curves.log_y)
-            self._draw_cost = time.perf_counter() - started
-            self._drawn_version = version
-            self._last_draw = time.monotonic()
-            self.draw_count += 1
-            self._push(png)
-            return True
+            chart.show_run(self.curves.history_obj)
+            cost = time.perf_counter() - started
+            self._last_push = time.monotonic()
+            self._gap = max(self.min_interval, 100.0 * cost)  # pushing never takes more than ~1 % of the time
+            self.push_count += 1
 
-    # background drawing ----------------------------------------------------------------------------
+    def overlays_changed(self) -> None:
+        if self.chart is not None:
+            self.chart.show_overlays(self.curves.overlays)
+            self.update(force=True)
+
     def start(self) -> None:
-        if not self.enabled or (self._thread is not None and self._thread.is_alive()):
-            return
-        self.show()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="LiveCurves-draw", daemon=True)
-        self._thread.start()
-
-    def poke(self) -> None:
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(timeout=self.min_interval if math.isfinite(self.min_interval) else 1.0)
-            self._wake.clear()
-            if self._stop.is_set():
-                break
-            # at most max_redraws_per_s, and never more than ~2.5 % of one core on drawing
-            gap = max(self.min_interval, 40.0 * self._draw_cost)
-            if time.monotonic() - self._last_draw < gap:
-                continue
-            try:
-                self.draw()
-            except Exception:  # a failed redraw must never break training; the final draw reports it
-                continue
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-        self._thread = None
-
-    def finish(self) -> None:
-        """Stop live drawing, draw the final figure and leave it as a static PNG output."""
-        self.stop()
+        """A run begins: show the live chart in the running cell."""
         if not self.enabled:
             return
-        self.draw(force=True)
-        if self.handle is not None and self.last_png is not None:
-            png = base64.b64encode(self.last_png).decode("ascii")
-            self.handle.update({"image/png": png, "text/plain": "<LiveCurves figure>"}, raw=True)
+        self.final_handle = None
+        self.show()
+        if self.chart is not None:
+            self.chart.live = True
+            self.update(force=True)
+
+    def render(self) -> bytes:
+        """Draw the static figure now (matplotlib, PNG)."""
+        curves = self.curves
+        self.last_png = render_png(curves.history_obj, curves.overlays, curves.smoothing, curves.log_y)
+        self.draw_count += 1
+        return self.last_png
+
+    def _png_bundle(self, png: bytes) -> dict[str, str]:
+        return {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": "<LiveCurves figure>"}
+
+    def finish(self) -> None:
+        """The run ended: final numbers to the chart; outside a Dashboard a PNG replaces the live view."""
+        if not self.enabled:
+            return
+        if self.chart is not None:
+            self.update(force=True)
+            self.chart.live = False
+        if self.embedded:
+            return
+        png = self.render()
+        if self.handle is not None:
+            self.handle.update(self._png_bundle(png), raw=True)
+            self.final_handle, self.handle = self.handle, None
+
+    def restyle_final(self) -> None:
+        """Redraw the static figure in place after a smoothing or log-scale change."""
+        if self.final_handle is not None and not self.curves._training:
+            self.final_handle.update(self._png_bundle(self.render()), raw=True)
 
 
 class LiveCurves(Callback):
@@ -181,7 +181,7 @@ class LiveCurves(Callback):
         label: name of this run in legends and overlays.
         overlays: earlier runs drawn beside this one (LiveCurves, History, DataFrame, or a .csv/.jsonl path).
         log_path: also append the records as JSON Lines to this file (read by ``follow``).
-        max_redraws_per_s: redraw throttle (default 2 per second).
+        max_redraws_per_s: live chart update throttle (default 2 per second).
         smoothing: EMA factor for the step loss in [0, 1) with bias correction; 0 draws raw values.
         log_y: logarithmic loss axis.
         display: draw in the notebook; ``None`` means only when running inside a Jupyter kernel.
@@ -247,7 +247,7 @@ class LiveCurves(Callback):
     def add_overlay(self, run: Any, label: str | None = None) -> None:
         """Draw an earlier run beside this one."""
         self.overlays.append(_as_history(run, label))
-        self.view.poke()
+        self.view.overlays_changed()
 
     def new_run(self, label: str) -> None:
         """Keep the current run as an overlay and start recording a fresh one under ``label``."""
@@ -256,6 +256,7 @@ class LiveCurves(Callback):
         self.history_obj = History(label)
         self._records = []
         self._step_offset = self._epoch_offset = 0
+        self.view.overlays_changed()
 
     def set_style(self, smoothing: float | None = None, log_y: bool | None = None) -> None:
         """Change smoothing or log scale and redraw."""
@@ -265,8 +266,12 @@ class LiveCurves(Callback):
             self.smoothing = smoothing
         if log_y is not None:
             self.log_y = log_y
-        if self.view.enabled and len(self.history_obj):
-            self.view.draw(force=True)
+        chart = self.view.chart
+        if chart is not None:  # the chart's observer redraws the final figure if there is one
+            with chart.hold_trait_notifications():
+                chart.smoothing, chart.log_y = self.smoothing, self.log_y
+        else:
+            self.view.restyle_final()
 
     def figure_png(self) -> bytes:
         """The current figure as PNG bytes (what the notebook shows)."""
@@ -277,14 +282,22 @@ class LiveCurves(Callback):
         self._listeners.append(listener)
 
     def _ipython_display_(self) -> None:
+        """The live chart, with the static PNG beside it for front ends and exports without widgets."""
         from IPython.display import display
 
-        if self.view.enabled:
-            self.view.show()
-            if len(self.history_obj):
-                self.view.draw(force=True)
-        else:
+        if not self.view.enabled:
             display(self.history)
+            return
+        chart = self.view.widget()
+        bundle = {
+            "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2, "version_minor": 0, "model_id": chart.model_id,
+            },
+            "text/plain": f"<LiveCurves {self.history_obj.label!r}: {len(self.history_obj)} steps>",
+        }
+        if len(self.history_obj) and not self._training:
+            bundle["image/png"] = base64.b64encode(self.view.render()).decode("ascii")
+        display(bundle, raw=True)
 
     # -- recording -----------------------------------------------------------------------------------
     def _emit(self, record: dict[str, Any]) -> None:
@@ -298,8 +311,7 @@ class LiveCurves(Callback):
                 self._log_flushed = now
         for listener in self._listeners:
             listener(record)
-        if record["type"] != "step":
-            self.view.poke()
+        self.view.update(force=record["type"] != "step")
 
     def _read_lr(self, cb_params: Any) -> float | None:
         optimizer = getattr(cb_params, "optimizer", None)
@@ -442,7 +454,7 @@ class Follower:
                             if record.get("type") == "end":
                                 self.reason = "end"
                                 return self.reason
-                        self.curves.view.poke()
+                        self.curves.view.update()
                 now = time.monotonic()
                 if got:
                     last_news = now

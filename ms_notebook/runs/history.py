@@ -25,6 +25,8 @@ class History:
         self.label = label
         self._rows: list[dict[str, Any]] = []
         self._epochs: list[dict[str, Any]] = []
+        self._steps: list[float] = []  # step and loss columns kept apart too: live views copy them often
+        self._losses: list[float] = []
         self._lock = threading.Lock()
         self.version = 0  # bumped on every change, so readers can skip redraws when nothing is new
         self.ended = False
@@ -36,6 +38,9 @@ class History:
         with self._lock:
             if kind == "step":
                 self._rows.append({k: record.get(k) for k in STEP_COLUMNS})
+                loss = record.get("loss")
+                self._steps.append(float(record.get("step") or len(self._rows)))
+                self._losses.append(math.nan if loss is None else float(loss))
             elif kind == "epoch":
                 values = {k: v for k, v in record.items() if k not in ("type", "epoch", "step")}
                 self._epochs.append({"epoch": record.get("epoch"), "step": record.get("step"), **values})
@@ -73,6 +78,11 @@ class History:
         """Copies of the step and epoch records plus the version, taken under the lock."""
         with self._lock:
             return [dict(r) for r in self._rows], [dict(r) for r in self._epochs], self.version
+
+    def series(self) -> tuple[list[float], list[float], list[dict[str, Any]]]:
+        """Copies of the step column, the loss column (NaN where missing) and the epoch records."""
+        with self._lock:
+            return list(self._steps), list(self._losses), [dict(r) for r in self._epochs]
 
     def latest(self) -> dict[str, Any]:
         """The last step row merged over the last epoch record (for progress displays)."""

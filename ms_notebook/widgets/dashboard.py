@@ -101,12 +101,9 @@ class Dashboard(w.VBox):
         self.status.add_class("ms-dashboard-status")
         self.metrics = w.HTML(value=_table([]))
         self.error = w.HTML(value="")
-        self.smoothing = w.FloatSlider(value=runner.curves.smoothing, min=0.0, max=0.95, step=0.05,
-                                       description="smoothing", continuous_update=False)
-        self.log_y = w.Checkbox(value=runner.curves.log_y, description="log scale")
         runner.curves.view.enabled = True
         runner.curves.view.embedded = True
-        self.curves = runner.curves.view.widget()
+        self.curves = runner.curves.view.widget()  # the live chart, with its own smoothing and log controls
 
         # With the JupyterLab extension, a notebook's cells tagged ms-eval / ms-finetune run instead, so the
         # tutorial's code stays visible while the buttons drive it; without it the widget runs them itself.
@@ -115,15 +112,13 @@ class Dashboard(w.VBox):
         self.fit_button.on_click(lambda _: self._act(self._start_fit))
         self.stop_button.on_click(lambda _: self._act(self.runner.stop))
         self.device.observe(self._on_device, names="value")
-        self.smoothing.observe(lambda c: self._style(smoothing=c["new"]), names="value")
-        self.log_y.observe(lambda c: self._style(log_y=c["new"]), names="value")
         runner.add_listener(self._on_event)
 
         settings = w.HBox([self.device, self.epochs, self.lr])
         buttons = w.HBox([self.evaluate_button, self.fit_button, self.stop_button])
         progress = w.HBox([self.progress, self.status])
-        style = w.HBox([self.smoothing, self.log_y])
-        body = w.HBox([self.metrics, w.VBox([self.curves, style])])
+        self.curves.layout.flex = "1 1 auto"
+        body = w.HBox([self.metrics, self.curves])
         super().__init__([settings, buttons, progress, self.error, body])
         self.add_class("ms-dashboard")
         self.refresh()
@@ -164,12 +159,6 @@ class Dashboard(w.VBox):
             self.device.unobserve(self._on_device, names="value")
             self.device.value = change["old"]
             self.device.observe(self._on_device, names="value")
-
-    def _style(self, **kwargs: Any) -> None:
-        try:
-            self.runner.curves.set_style(**kwargs)
-        except Exception as error:
-            self._show_error(str(error))
 
     def _show_error(self, text: str) -> None:
         self.error.value = (f"<pre class='ms-dashboard-error' style='color:var(--jp-error-color1,#c00);"

@@ -98,7 +98,7 @@ class Studio(W.Tab):
         self.mode = mode
         self.run_dir = run_dir
         self.snapshot = NetworkSnapshot(net)
-        # Drawn inside the Run tab: the Dashboard embeds the curves' output area and enables drawing.
+        # Drawn inside the Run tab: the Dashboard embeds the curves' live chart and enables it.
         self.curves = LiveCurves(label="run 1", display=False)
         self.runner: Any = None
         self.dashboard: Any = None

@@ -45,17 +45,28 @@ print("runner ready")
 """
 
 
+def _luminance(locator) -> float:
+    """Relative brightness (0 black .. 1 white) of an SVG text's computed fill colour."""
+    fill = locator.evaluate("node => getComputedStyle(node).fill")
+    red, green, blue = (int(v) for v in re.findall(r"\d+", fill)[:3])
+    return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
+
+
 def _status(output) -> str:
     return output.locator(".ms-dashboard-status").first.inner_text()
 
 
 def test_fine_tune_updates_progress_and_curves_and_stop_ends_it(page, lab):
-    write_notebook(lab, "dashboard.ipynb", [SETUP, "Dashboard(runner, epochs=2000)"])
+    write_notebook(lab, "dashboard.ipynb", [
+        SETUP, "Dashboard(runner, epochs=2000)",
+        "steps, _ = runner.curves.view.chart.values()\n"
+        "print('style', runner.curves.smoothing, runner.curves.log_y, len(steps))",
+    ])
     open_notebook(page, lab, "dashboard.ipynb")
     # run_cell compares the prompt before and after: wait until the prompts have rendered, or an empty
     # prompt read too early looks like a cell that started
     prompts = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .jp-InputArea-prompt")
-    wait_for(lambda: prompts.count() == 2 and all("[" in prompts.nth(i).inner_text() for i in range(2)), 60,
+    wait_for(lambda: prompts.count() == 3 and all("[" in prompts.nth(i).inner_text() for i in range(3)), 60,
              "the cell prompts")
     time.sleep(1.0)
     run_cell(page, 0, timeout_ms=180_000)
@@ -72,14 +83,15 @@ def test_fine_tune_updates_progress_and_curves_and_stop_ends_it(page, lab):
     first = wait_for(lambda: progress_step(_status(output)) > 0 and _status(output), 120, "training progress")
     assert first.startswith("training")
     assert stop.is_enabled() and fine_tune.is_disabled()
-    # curves arrive as an image in the dashboard's own output area, and keep changing
-    image = output.locator(".jp-OutputArea-output img").first
-    image.wait_for(timeout=60_000)
-    src_before = image.get_attribute("src")
+    # the browser draws the curves from the numbers the kernel streams: the loss line grows as steps go by
+    chart = output.locator(".ms-live-chart")
+    line = chart.locator("path.ms-series-current.ms-series-loss")
+    first_line = wait_for(lambda: line.count() and line.first.get_attribute("d"), 60, "the loss line")
     wait_for(lambda: progress_step(_status(output)) > progress_step(first) + 30, 120, "more steps")
-    redrawn = output.locator(".jp-OutputArea-output img").first
-    wait_for(lambda: redrawn.get_attribute("src") != src_before, 60, "a redraw of the curves")
-    assert "eval_accuracy" in output.inner_text() or "loss" in output.inner_text()
+    grown = wait_for(lambda: (d := line.first.get_attribute("d")) and len(d) > len(first_line) and d,
+                     60, "the loss line to grow")
+    assert grown.count("L") > first_line.count("L")
+    assert "digits · live" in chart.locator(".ms-live-chart-status").inner_text()
     screenshot(page, "dashboard_training")
 
     stop.click()
@@ -89,7 +101,27 @@ def test_fine_tune_updates_progress_and_curves_and_stop_ends_it(page, lab):
     assert fine_tune.is_enabled() and stop.is_disabled()
     time.sleep(1.0)
     assert progress_step(_status(output)) == stopped_at  # nothing runs after Stop
+    chart_status = chart.locator(".ms-live-chart-status")
+    wait_for(lambda: "finished" in chart_status.inner_text(), 30, "the chart to end")
+    # the chart's own controls reach the kernel: log scale and smoothing
+    chart.locator("input.ms-live-chart-log").check()
+    slider = chart.locator("input.ms-live-chart-smoothing")
+    slider.focus()
+    slider.press("Home")  # smoothing 0: the raw loss line only
+    wait_for(lambda: chart.locator("path.ms-series-raw").count() == 0, 30, "the raw line to go (smoothing 0)")
     screenshot(page, "dashboard_stopped")
+    # the chart follows JupyterLab's theme: light text on the dark theme
+    assert _luminance(chart.locator("text.ms-tick").first) < 0.5
+    page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
+    page.locator('.lm-Menu-itemLabel:text-is("JupyterLab Dark")').click()
+    page.wait_for_function("document.body.dataset.jpThemeLight === 'false'")
+    wait_for(lambda: _luminance(chart.locator("text.ms-tick").first) > 0.5, 30, "light tick labels")
+    chart.screenshot(path=str(screenshot(page, "dashboard-chart-dark")))
+    run_cell(page, 2)
+    printed = output_text(page, 2, "style")
+    assert printed.split()[1:3] == ["0.0", "True"], printed
+    assert int(printed.split()[3]) == stopped_at  # every step reached the chart
 
 
 def test_with_the_extension_evaluate_runs_the_cell_tagged_ms_eval(page, lab):

@@ -96,13 +96,11 @@ def test_studio_drives_the_lesson_browse_apply_finetune_stop(page, lab, demo_che
     first = wait_for(lambda: progress_step(status.inner_text()) > 0 and status.inner_text(), 180, "progress")
     assert first.startswith("training") and "/300" in first
 
-    # the curve grows: the image in the Run tab is redrawn as steps go by
-    image = run.locator(".jp-OutputArea-output img").first
-    image.wait_for(timeout=60_000)
-    src_before = image.get_attribute("src")
+    # the curve grows: the Run tab's chart draws more of the loss line as steps go by
+    line = run.locator(".ms-live-chart path.ms-series-current.ms-series-loss")
+    first_line = wait_for(lambda: line.count() and line.first.get_attribute("d"), 60, "the loss line")
     wait_for(lambda: progress_step(status.inner_text()) > progress_step(first) + 40, 180, "more steps")
-    wait_for(lambda: run.locator(".jp-OutputArea-output img").first.get_attribute("src") != src_before,
-              60, "a redraw of the curves")
+    wait_for(lambda: line.first.get_attribute("d").count("L") > first_line.count("L"), 60, "the line to grow")
     assert stop.is_enabled() and fine_tune.is_disabled()
     # while training, the plan cannot be re-applied under the run's feet
     assert apply.is_disabled()
