@@ -52,6 +52,15 @@ def _luminance(locator) -> float:
     return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
 
 
+def _theme(page, name: str) -> None:
+    """Switch JupyterLab's theme from the Settings menu and wait until it applies."""
+    page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
+    page.locator(f'.lm-Menu-itemLabel:text-is("{name}")').click()
+    light = "true" if "Light" in name else "false"
+    page.wait_for_function(f"document.body.dataset.jpThemeLight === '{light}'")
+
+
 def _status(output) -> str:
     return output.locator(".ms-dashboard-status").first.inner_text()
 
@@ -110,14 +119,14 @@ def test_fine_tune_updates_progress_and_curves_and_stop_ends_it(page, lab):
     slider.press("Home")  # smoothing 0: the raw loss line only
     wait_for(lambda: chart.locator("path.ms-series-raw").count() == 0, 30, "the raw line to go (smoothing 0)")
     screenshot(page, "dashboard_stopped")
-    # the chart follows JupyterLab's theme: light text on the dark theme
-    assert _luminance(chart.locator("text.ms-tick").first) < 0.5
-    page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
-    page.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
-    page.locator('.lm-Menu-itemLabel:text-is("JupyterLab Dark")').click()
-    page.wait_for_function("document.body.dataset.jpThemeLight === 'false'")
-    wait_for(lambda: _luminance(chart.locator("text.ms-tick").first) > 0.5, 30, "light tick labels")
+    # the chart follows JupyterLab's theme: dark text on the light theme, light text on the dark one
+    tick = chart.locator("text.ms-tick").first
+    _theme(page, "JupyterLab Light")
+    wait_for(lambda: _luminance(tick) < 0.5, 30, "dark tick labels")
+    _theme(page, "JupyterLab Dark")
+    wait_for(lambda: _luminance(tick) > 0.5, 30, "light tick labels")
     chart.screenshot(path=str(screenshot(page, "dashboard-chart-dark")))
+    _theme(page, "JupyterLab Light")  # the lab is shared by later tests
     run_cell(page, 2)
     printed = output_text(page, 2, "style")
     assert printed.split()[1:3] == ["0.0", "True"], printed
