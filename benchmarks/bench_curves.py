@@ -2,7 +2,8 @@
 
 The measurement runs inside a real IPython kernel (started here with jupyter_client), so the live chart's
 comm messages and the final figure's display update really go out, as in a notebook. The variants run
-interleaved, several times; it prints the median epoch time of each and the ratios to plain ``Model.train``.
+interleaved, several times, in a rotating order; it prints the median epoch time of each, the ratios to plain
+``Model.train``, and the time spent inside our callbacks (which the machine's noise does not blur).
 Target: overhead <= 2 %.
 Usage: ``GLOG_v=3 python benchmarks/bench_curves.py [repeats]``.
 """
@@ -20,7 +21,6 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 from mindspore.dataset import NumpySlicesDataset
-from mindspore.train import Model
 from sklearn.datasets import load_digits
 
 from ms_notebook.runs.curves import LiveCurves
@@ -91,8 +91,6 @@ def measure(repeats: int) -> None:
     data = dataset_factory()
     steps = data().get_dataset_size()
 
-    plain_model = Model(*build())
-    curves_model = Model(*build())
     net, loss, opt = build()
     runner = Runner(net, loss, opt, data, curves=TimedLiveCurves(label="dashboard", display=True))
     dashboard = Dashboard(runner)
@@ -105,17 +103,19 @@ def measure(repeats: int) -> None:
         TimedLiveCurves.inside += time.perf_counter() - started
 
     runner._notify = timed_notify
+    runner.fit(1)  # compiles; every variant then trains this same Model (separate ones differ by up to 10 %)
+    model = runner.model
     drawn: list[LiveCurves] = []
 
     def plain() -> None:
-        plain_model.train(1, data())
+        model.train(1, data(), dataset_sink_mode=False)
 
     def recording_only() -> None:  # LiveCurves without a view: the per-step recording alone
-        curves_model.train(1, data(), callbacks=[TimedLiveCurves(display=False)])
+        model.train(1, data(), dataset_sink_mode=False, callbacks=[TimedLiveCurves(display=False)])
 
     def with_curves() -> None:  # a live chart in the cell, replaced by the final PNG at the end
         curves = TimedLiveCurves(display=True)
-        curves_model.train(1, data(), callbacks=[curves])
+        model.train(1, data(), dataset_sink_mode=False, callbacks=[curves])
         drawn.append(curves)
 
     def with_dashboard() -> None:  # the Dashboard shown above, its chart live
@@ -127,8 +127,10 @@ def measure(repeats: int) -> None:
         run()
     times: dict[str, list[float]] = {name: [] for name in variants}
     inside: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, run in variants.items():
+    names = list(variants)
+    for repeat in range(repeats):
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:  # every variant in every slot
+            run = variants[name]
             TimedLiveCurves.inside = 0.0
             started = time.perf_counter()
             run()
@@ -137,7 +139,7 @@ def measure(repeats: int) -> None:
     plain_times = times["plain Model.train"]
     base = statistics.median(plain_times)
     print(f"one epoch = {steps} steps of batch 32, small CNN, GRAPH mode, inside an IPython kernel; "
-          f"{repeats} interleaved repeats")
+          f"{repeats} repeats, the order rotated each time; all variants train the same Model")
     print("ratio: median over repeats of (variant / plain run of the same repeat); 'plain, again' shows")
     print("the machine's noise. inside: time spent in LiveCurves' callbacks (recording, chart updates, final")
     print("PNG) and in the Dashboard's updates, as a share of the epoch: their whole cost on the training")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import cell_output, open_notebook, run_cell, screenshot, write_notebook
+from .conftest import cell_output, open_notebook, output_text, run_cell, screenshot, write_notebook
 
 pytestmark = pytest.mark.browser
 
@@ -20,9 +20,9 @@ def test_notebook_cell_runs_and_widget_renders(page, lab):
     )
     open_notebook(page, lab, "harness.ipynb")
     run_cell(page, 0)
-    assert "hello from the kernel 42" in cell_output(page, 0).inner_text()
+    output_text(page, 0, "hello from the kernel 42")
     run_cell(page, 1)
     slider = cell_output(page, 1).locator(".widget-slider")
     slider.wait_for(timeout=30_000)
-    assert "seven" in cell_output(page, 1).inner_text()
+    output_text(page, 1, "seven")
     screenshot(page, "harness")

@@ -10,7 +10,7 @@ import pytest
 from tests import transfer_support
 from tests.transfer_support import save_pretrained
 
-from .conftest import cell_output, open_notebook, run_cell, screenshot, write_notebook
+from .conftest import cell_output, open_notebook, output_text, run_cell, screenshot, write_notebook
 
 pytestmark = pytest.mark.browser
 
@@ -86,8 +86,7 @@ def _apply_and_check(page, out, shot: str) -> None:
     screenshot(page, f"{shot}-code")
 
     run_cell(page, 2)
-    printed = cell_output(page, 2).inner_text()
-    assert "requires_grad: False" in printed
+    printed = output_text(page, 2, "requires_grad: False")
     assert "'block1.conv.weight'" in printed and "optimizer: Momentum" in printed
 
 
