@@ -229,12 +229,32 @@ def run_cell(page, index: int, timeout_ms: int = 120_000):
     raise AssertionError(f"cell {index} did not finish within {timeout_ms} ms")
 
 
+def _is_code(cell) -> bool:
+    """A code cell with source (Shift+Enter on the last cell appends an empty one, which never runs)."""
+    if "jp-CodeCell" not in (cell.get_attribute("class") or ""):
+        return False
+    return bool((cell.locator(".jp-InputArea-editor").first.text_content() or "").strip())
+
+
 def run_all(page, timeout_ms: int = 180_000) -> None:
-    """Run every code cell of the open notebook in order."""
+    """Run every code cell of the open notebook in order.
+
+    JupyterLab adds a notebook's cells to the page progressively, so the number of cells is read again
+    after each one (and after the cell list has settled) instead of once at the start.
+    """
     cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
-    for index in range(cells.count()):
-        if "jp-CodeCell" in (cells.nth(index).get_attribute("class") or ""):
+    _wait_until_cells_settle(page)
+    index = 0
+    while index < cells.count():
+        if _is_code(cells.nth(index)):
             run_cell(page, index, timeout_ms)
+        index += 1
+        if index == cells.count():
+            _wait_until_cells_settle(page)
+    prompts = [(i, cells.nth(i).locator(".jp-InputArea-prompt").first.text_content() or "")
+               for i in range(cells.count()) if _is_code(cells.nth(i))]
+    unrun = [i for i, prompt in prompts if not _PROMPT_NUMBER.search(prompt)]
+    assert not unrun, f"code cells {unrun} did not run"
 
 
 def wait_for(predicate, timeout_s: float, what: str):
