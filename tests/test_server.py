@@ -7,8 +7,6 @@ needs MindSpore.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
 import sys
 import urllib.error
@@ -21,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.servers import free_port, wait_for_server
+from tests.servers import jupyter_env, jupyter_server
 
 BLOCK_MINDSPORE = """
 import sys
@@ -101,39 +99,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root.mkdir()
     outside.mkdir()
     _write_checkpoints(root, outside)
-    dirs = {name: base / name for name in ("config", "data", "runtime")}
-    for folder in dirs.values():
-        folder.mkdir()
-    token = secrets.token_hex(16)
-    port = free_port()
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
-        "JUPYTER_DATA_DIR": str(dirs["data"]),
-        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
-    }
-    command = [
-        sys.executable, "-c", BLOCK_MINDSPORE,
-        "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        "--ServerApp.jpserver_extensions={'ms_notebook': True}",
-    ]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
     log = base / "server.log"
-    with log.open("w") as log_file:
-        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=root)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_server(url, token, process, log, timeout_s=90)
+    with jupyter_server([sys.executable, "-c", BLOCK_MINDSPORE], root, jupyter_env(base), log,
+                        ["--ServerApp.jpserver_extensions={'ms_notebook': True}"]) as (url, token):
         yield Server(url=url, token=token, root=root, outside=outside)
         assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 # --- summary and tree -------------------------------------------------------------------------------------

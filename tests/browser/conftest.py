@@ -19,11 +19,8 @@ Chromium comes from Debian (``make test`` installs it); ``playwright install`` i
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -33,7 +30,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.servers import free_port, wait_for_server
+from tests.servers import jupyter_env, jupyter_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -74,49 +71,19 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     base = tmp_path_factory.mktemp("lab")
     root = base / "root"
     root.mkdir()
-    dirs = {name: base / name for name in ("config", "data", "runtime", "ipython")}
-    for folder in dirs.values():
-        folder.mkdir()
+    env = jupyter_env(base, GLOG_v="3", MPLBACKEND="module://matplotlib_inline.backend_inline")
     # No "news" toast over the page.
-    (dirs["config"] / "labconfig").mkdir()
-    (dirs["config"] / "labconfig" / "page_config.json").write_text(
+    labconfig = base / "config" / "labconfig"
+    labconfig.mkdir()
+    (labconfig / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
     )
-    token = secrets.token_hex(16)
-    port = free_port()
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
-        "JUPYTER_DATA_DIR": str(dirs["data"]),
-        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
-        "IPYTHONDIR": str(dirs["ipython"]),
-        "GLOG_v": "3",
-        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-    }
-    command = [
-        sys.executable, "-m", "jupyterlab",
-        "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        "--ServerApp.disable_check_xsrf=False",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
     log = base / "server.log"
-    with log.open("w") as log_file:
-        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=root)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_server(url, token, process, log, SERVER_START_TIMEOUT_S)
+    args = ["--ServerApp.disable_check_xsrf=False",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    with jupyter_server([sys.executable, "-m", "jupyterlab"], root, env, log, args,
+                        SERVER_START_TIMEOUT_S) as (url, token):
         yield Lab(url=url, token=token, root=root, log=log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="session")
