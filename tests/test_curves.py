@@ -15,22 +15,18 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 from mindspore import nn
-from mindspore.dataset import NumpySlicesDataset
 from mindspore.train import Model
-from sklearn.datasets import load_digits
 
 from ms_notebook.runs.curves import LiveCurves, follow
 from ms_notebook.runs.history import History, read_jsonl
 from ms_notebook.runs.plotting import ema, render_png
+from tests.digits_data import digits
 
 pytestmark = pytest.mark.slow
 
 
 def digits_dataset(count: int = 128, batch: int = 32):
-    data = load_digits()
-    images = (data.images[:count] / 16.0).astype(np.float32)[:, None]
-    labels = data.target[:count].astype(np.int32)
-    return NumpySlicesDataset((images, labels), column_names=["image", "label"], shuffle=False).batch(batch)
+    return digits(0, count, batch)()
 
 
 def train_with(curves: LiveCurves, epochs: int = 2, eval_data: bool = True) -> Model:

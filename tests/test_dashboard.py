@@ -9,22 +9,15 @@ import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import nn
-from mindspore.dataset import NumpySlicesDataset
-from sklearn.datasets import load_digits
 
 from ms_notebook.runs.curves import LiveCurves
 from ms_notebook.runs.runner import Runner
 from ms_notebook.widgets.dashboard import Dashboard, format_seconds, progress_text
+from tests.digits_data import digits
 
 pytestmark = pytest.mark.slow
 
 
-def digits(start: int, count: int):
-    data = load_digits()
-    images = (data.images[start:start + count] / 16.0).astype(np.float32)[:, None]
-    labels = data.target[start:start + count].astype(np.int32)
-    columns = ["image", "label"]
-    return lambda: NumpySlicesDataset((images, labels), column_names=columns, shuffle=False).batch(32)
 
 
 def make_dashboard(train_count: int = 320) -> Dashboard:

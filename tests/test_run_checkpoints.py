@@ -15,22 +15,15 @@ import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import nn
-from mindspore.dataset import NumpySlicesDataset
-from sklearn.datasets import load_digits
 
 from ms_notebook.runs.checkpoints import RunCheckpoints, clean_temporaries, save_atomic
 from ms_notebook.runs.curves import LiveCurves
 from ms_notebook.runs.runner import Runner
+from tests.digits_data import digits
 
 pytestmark = pytest.mark.slow
 
 
-def digits(start: int, count: int):
-    data = load_digits()
-    images = (data.images[start:start + count] / 16.0).astype(np.float32)[:, None]
-    labels = data.target[start:start + count].astype(np.int32)
-    columns = ["image", "label"]
-    return lambda: NumpySlicesDataset((images, labels), column_names=columns, shuffle=False).batch(32)
 
 
 def test_save_atomic_overwrites_read_only_checkpoints_and_appends_values(tmp_path):

@@ -7,14 +7,12 @@ import threading
 import time
 
 import mindspore as ms
-import numpy as np
 import pytest
 from mindspore import nn
-from mindspore.dataset import NumpySlicesDataset
-from sklearn.datasets import load_digits
 
 from ms_notebook.runs.curves import LiveCurves
 from ms_notebook.runs.runner import RunError, Runner
+from tests.digits_data import digits
 
 pytestmark = pytest.mark.slow
 
@@ -31,17 +29,6 @@ class TinyNet(nn.Cell):
         return self.dense2(self.relu(self.dense1(self.flatten(x))))
 
 
-def digits(start: int, count: int, batch: int = 32):
-    """A factory of fresh datasets over ``count`` digits images (8×8, scaled to [0, 1])."""
-    data = load_digits()
-    images = (data.images[start:start + count] / 16.0).astype(np.float32)[:, None]
-    labels = data.target[start:start + count].astype(np.int32)
-
-    def make():
-        dataset = NumpySlicesDataset((images, labels), column_names=["image", "label"], shuffle=False)
-        return dataset.batch(batch)
-
-    return make
 
 
 def make_runner(train_count: int = 192, eval_count: int = 96, **kwargs) -> Runner:
