@@ -108,9 +108,10 @@ def test_string_values_have_no_statistics(tmp_path):
         open_checkpoint(path).stats("note")
 
 
-def test_tree_nests_on_dots_with_totals_in_file_order(ck):
+def test_tree_nests_on_dots_with_totals_in_natural_order(ck):
     root = ck.tree()
-    assert [c.name for c in root] == ["encoder", "embed", "special", "bf"]
+    assert [c.name for c in root] == ["bf", "embed", "encoder", "special"]
+    assert [c.name for c in root["encoder"]] == ["layer0", "layer1"]
     layer0 = root["encoder.layer0"]
     assert layer0.tensors == 2
     assert layer0.parameters == 64 * 48 + 48
@@ -123,10 +124,10 @@ def test_tree_nests_on_dots_with_totals_in_file_order(ck):
 def test_tree_to_dict_is_json_serialisable_and_depth_limited(ck):
     full = json.loads(json.dumps(ck.tree().to_dict()))
     assert full["tensors"] == len(VALUES)
-    encoder = full["children"][0]
+    encoder = full["children"][2]
     assert encoder["path"] == "encoder" and encoder["children"][0]["path"] == "encoder.layer0"
     shallow = ck.tree().to_dict(depth=1)
-    assert shallow["children"][0]["children"] == [] and shallow["children"][0]["truncated"]
+    assert shallow["children"][2]["children"] == [] and shallow["children"][2]["truncated"]
 
 
 def test_dataframe_lists_every_entry(ck):
@@ -149,3 +150,16 @@ def test_iter_chunks_yields_the_tensor_in_bounded_pieces(ck):
     pieces = [chunk.copy() for chunk in ck.iter_chunks(name, chunk_elements=1000)]
     assert max(p.size for p in pieces) == 1000
     assert np.array_equal(np.concatenate(pieces).reshape(ck.info(name).shape), VALUES[name])
+
+
+def test_tree_order_lists_entries_as_the_tree_shows_them(tmp_path):
+    """Entries in the tree's depth-first natural order (what the Viewer's pages list), names that are also
+    prefixes included, without walking leaf nodes one by one."""
+    names = ["m.10.w", "m.2.w", "m.1.w", "z", "a.b", "a.b.c", "a.10", "a.2", "a.b.d.e"]
+    path = tmp_path / "order.ckpt"
+    ms.save_checkpoint([{"name": n, "data": ms.Tensor(np.ones(1, np.float32))} for n in names], str(path))
+    ck = open_checkpoint(path)
+    walked = [node.info.name for node in open_checkpoint(path).tree().walk() if node.info is not None]
+    expected = ["a.2", "a.10", "a.b", "a.b.c", "a.b.d.e", "m.1.w", "m.2.w", "m.10.w", "z"]
+    assert [i.name for i in ck.tree_order()] == walked == expected
+    assert list(ck) == names  # the mapping keeps file order

@@ -7,8 +7,11 @@ needs MindSpore.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,10 +19,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import pytest
 
+from tests.ckpt_wire import write_ckpt
 from tests.servers import jupyter_env, jupyter_server
+
+DEEP = ".".join(["a"] * 20_000)  # a 40 KB dotted name
+BIG = 6 << 20  # float32 elements of the big tensor: 24 MB, over the server's big-statistics threshold
+SLOW = 24 << 20  # bfloat16 elements (48 MB) of a tensor whose statistics keep the big pool busy
 
 BLOCK_MINDSPORE = """
 import sys
@@ -40,6 +49,7 @@ class Server:
     token: str
     root: Path
     outside: Path
+    log: Path
 
     def get(self, endpoint: str, token: str | None = "default", **query: str) -> tuple[int, dict]:
         """GET /ms-notebook/<endpoint>?query; return (status, JSON body)."""
@@ -80,8 +90,10 @@ def _write_checkpoints(root: Path, outside: Path) -> None:
     ms.save_checkpoint(net, str(root / ".hidden.ckpt"))
     (root / ".secret").mkdir()
     ms.save_checkpoint(net, str(root / ".secret" / "inside.ckpt"))
-    many = [{"name": f"layers.{i // 100}.w{i % 100}", "data": ms.Tensor(np.full((2,), i, np.float32))}
-            for i in range(10_000)]
+    many = [
+        {"name": f"layers.{i // 100}.w{i % 100}", "data": ms.Tensor(np.full((2,), i, np.float32))}
+        for i in range(10_000)
+    ]
     ms.save_checkpoint(many, str(root / "many.ckpt"))
     ms.save_checkpoint(net, str(outside / "elsewhere.ckpt"))
     (root / "link_out.ckpt").symlink_to(outside / "elsewhere.ckpt")
@@ -90,6 +102,22 @@ def _write_checkpoints(root: Path, outside: Path) -> None:
     (root / "garbage.ckpt").write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
     (root / "empty.ckpt").write_bytes(b"")
     (root / "notes.txt").write_text("not a checkpoint")
+    huge = np.array([1.7e308, -1.7e308, 1.0e308, 3.0], np.float64)
+    bf = np.array([1.0, np.nan, -2.0, np.inf], np.float32).astype(ml_dtypes.bfloat16)
+    write_ckpt(root / "odd.ckpt", [
+        ("huge", [4], "Float64", huge.tobytes()),
+        ("dims40", [1] * 39 + [3], "Float32", np.array([1, 2, 3], np.float32).tobytes()),
+        ("empty", [0, (1 << 63) - 1], "Float32", b""),
+        ("bf", [4], "BFloat16", bf.tobytes()),
+        ("allnan", [2], "Float32", np.array([np.nan, np.nan], np.float32).tobytes()),
+        ("c", [2], "Complex64", np.array([3 + 4j, 0], np.complex64).tobytes()),
+        ("note", [0], "str", "hé".encode("utf-32-le")),
+    ])  # fmt: skip
+    write_ckpt(root / "deep.ckpt", [(DEEP, [2], "Float32", np.array([1, 3], np.float32).tobytes())])
+    write_ckpt(root / "big.ckpt", [
+        ("big", [BIG], "Float32", np.arange(BIG, dtype=np.float32).tobytes()),
+        ("tiny", [3], "Float32", np.array([1, 2, 3], np.float32).tobytes()),
+    ])  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +127,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root.mkdir()
     outside.mkdir()
     _write_checkpoints(root, outside)
+    yield from serve(base, root, outside)
+
+
+def serve(base: Path, root: Path, outside: Path) -> Iterator[Server]:
+    """A Jupyter server on ``root`` with only our extension and MindSpore blocked; no traceback in its log."""
     log = base / "server.log"
-    with jupyter_server([sys.executable, "-c", BLOCK_MINDSPORE], root, jupyter_env(base), log,
-                        ["--ServerApp.jpserver_extensions={'ms_notebook': True}"]) as (url, token):
-        yield Server(url=url, token=token, root=root, outside=outside)
+    with jupyter_server(
+        [sys.executable, "-c", BLOCK_MINDSPORE],
+        root,
+        jupyter_env(base),
+        log,
+        ["--ServerApp.jpserver_extensions={'ms_notebook': True}"],
+    ) as (url, token):
+        yield Server(url=url, token=token, root=root, outside=outside, log=log)
         assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
@@ -112,11 +150,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_checkpoint_summary_matches_what_mindspore_saved(server: Server) -> None:
     import mindspore as ms
 
+    from ms_notebook import open_checkpoint
+
     status, body = server.get("checkpoint", path="small.ckpt", limit="100")
     assert status == 200, body
     loaded = ms.load_checkpoint(str(server.root / "small.ckpt"))
     rows = body["entries"]["rows"]
-    assert [r[0] for r in rows] == list(loaded)
+    assert sorted(r[0] for r in rows) == sorted(loaded)
+    tree_order = [i.name for i in open_checkpoint(server.root / "small.ckpt").tree_order()]
+    assert [r[0] for r in rows] == tree_order  # as the tree shows them: natural order
     by_name = {r[0]: r for r in rows}
     for name, value in loaded.items():
         if isinstance(value, ms.Parameter):
@@ -129,7 +171,7 @@ def test_checkpoint_summary_matches_what_mindspore_saved(server: Server) -> None
     assert body["num_params"] == sum(int(np.prod(v.shape)) for v in weights)
     assert body["groups"]["extra"]["tensors"] == 1  # epoch_num from append_dict
     top = [child["name"] for child in body["tree"]["children"]]
-    assert top[:2] == ["block1", "head"]
+    assert top == ["block1", "epoch_num", "head"]
 
 
 def test_safetensors_summary_lists_the_same_tensors_as_the_ckpt(server: Server) -> None:
@@ -220,7 +262,7 @@ def test_requests_without_a_valid_token_are_refused(server: Server) -> None:
 
 
 def test_missing_and_hidden_files_are_404(server: Server) -> None:
-    for path in ("nope.ckpt", ".hidden.ckpt", ".secret/inside.ckpt", "sub"):
+    for path in ("nope.ckpt", ".hidden.ckpt", ".secret/inside.ckpt", ".secret"):
         status, body = server.get("checkpoint", path=path)
         assert status == 404, (path, body)
         status, _ = server.get("tensor", path=path, name="head.weight")
@@ -256,13 +298,119 @@ def test_malformed_files_answer_422_with_the_index_message(server: Server, path:
         open_checkpoint(server.root / path)
     status, body = server.get("checkpoint", path=path)
     assert status == 422, body
-    assert body["message"] == str(expected.value)
-    assert server.get("tensor", path=path, name="x")[0] == 422
+    assert body["message"] == f"{path}: {expected.value.problem}"  # relative to the server root
+    assert str(server.root) not in json.dumps(body)
+    status, body = server.get("tensor", path=path, name="x")
+    assert status == 422 and str(server.root) not in json.dumps(body)
 
 
 def test_bad_numeric_arguments_are_400(server: Server) -> None:
     assert server.get("checkpoint", path="small.ckpt", limit="lots")[0] == 400
     assert server.get("tensor", path="small.ckpt", name="head.weight", bins="x")[0] == 400
+
+
+def test_odd_but_legal_values_get_a_correct_answer_never_a_server_error(server: Server) -> None:
+    def detail(name: str) -> dict:
+        status, body = server.get("tensor", path="odd.ckpt", name=name, bins="4")
+        assert status == 200, (name, body)
+        return body
+
+    huge = detail("huge")
+    assert huge["stats"]["min"] == -1.7e308 and huge["stats"]["max"] == 1.7e308
+    assert huge["stats"]["mean"] == pytest.approx((1.7e308 - 1.7e308 + 1.0e308 + 3.0) / 4)
+    assert huge["histogram"]["counts"] == [1, 0, 1, 2] and None not in huge["histogram"]["edges"]
+    dims40 = detail("dims40")
+    assert len(dims40["shape"]) == 40 and dims40["stats"]["mean"] == 2.0 and dims40["preview"] == [1, 2, 3]
+    empty = detail("empty")
+    assert empty["shape"] == [0, (1 << 63) - 1] and empty["numel"] == 0 and empty["stats"]["count"] == 0
+    assert empty["histogram"] is None and empty["preview"] == []
+    bf = detail("bf")
+    assert (bf["stats"]["nan_count"], bf["stats"]["inf_count"], bf["stats"]["mean"]) == (1, 1, -0.5)
+    assert bf["preview"] == [1.0, "NaN", -2.0, "Infinity"]  # JSON has no NaN or Inf: told apart as text
+    allnan = detail("allnan")
+    assert allnan["stats"]["mean"] is None and allnan["histogram"] is None and "no finite" in allnan["note"]
+    assert detail("c")["stats"]["max"] == 5.0  # complex: by magnitude
+    assert detail("c")["preview"] == [[3.0, 4.0], [0.0, 0.0]]
+    note = detail("note")
+    assert note["preview"] == "hé" and note["stats"] is None
+    status, body = server.get("checkpoint", path="odd.ckpt")
+    assert status == 200 and body["num_tensors"] == 7
+
+
+def test_a_forty_kilobyte_dotted_name_is_served(server: Server) -> None:
+    status, body = server.get("checkpoint", path="deep.ckpt", depth="100", max_children="5")
+    assert status == 200, body
+    node, levels = body["tree"], 0
+    while node.get("children"):
+        node, levels = node["children"][0], levels + 1
+    assert levels == 32 and node["path"] == DEEP and node["shape"] == [2]
+    status, sub = server.get("checkpoint", path="deep.ckpt", prefix=".".join(["a"] * 31), depth="1")
+    assert status == 200 and sub["tree"]["children"][0]["path"] == DEEP
+    status, detail = server.get("tensor", path="deep.ckpt", name=DEEP)
+    assert status == 200 and detail["stats"]["mean"] == 2.0
+
+
+def test_a_tiny_tensor_is_answered_while_eight_big_statistics_run(server: Server) -> None:
+    """Small requests have their own pool: the tiny one does not queue behind the big ones (timings are in
+    benchmarks/bench_server.py; here only the order)."""
+    done: dict[str, float] = {}
+    bodies: dict[str, dict] = {}
+
+    def ask(key: str, name: str, bins: str) -> None:
+        status, body = server.get("tensor", path="big.ckpt", name=name, bins=bins)
+        assert status == 200, body
+        bodies[key] = body
+        done[key] = time.monotonic()
+
+    big = [threading.Thread(target=ask, args=(f"big{i}", "big", str(11 + i))) for i in range(8)]
+    for t in big:
+        t.start()
+    deadline = time.monotonic() + 120
+    while not done and time.monotonic() < deadline:  # the first big one is done: the rest queue in the pool
+        time.sleep(0.005)
+    ask("tiny", "tiny", "40")
+    for t in big:
+        t.join(timeout=300)
+    assert len(done) == 9
+    assert done["tiny"] < max(done[f"big{i}"] for i in range(8))
+    assert bodies["tiny"]["stats"]["mean"] == 2.0
+    for i in range(8):
+        assert sum(bodies[f"big{i}"]["histogram"]["counts"]) == BIG
+        assert bodies[f"big{i}"]["stats"]["max"] == BIG - 1
+
+
+def test_statistics_for_a_client_that_hung_up_are_dropped(server: Server) -> None:
+    """A request whose client hangs up while it waits behind big statistics is dropped, not computed."""
+    slow = (np.arange(SLOW, dtype=np.float32) % 1000).astype(ml_dtypes.bfloat16)  # bf16: the slow path
+    write_ckpt(server.root / "slow.ckpt", [("slow", [SLOW], "BFloat16", slow.tobytes())])
+    host, port = server.url.removeprefix("http://").split(":")
+    finished: list[float] = []
+
+    def blocker(bins: int) -> None:
+        status, _ = server.get("tensor", path="slow.ckpt", name="slow", bins=str(bins))
+        assert status == 200
+        finished.append(time.monotonic())
+
+    blockers = [threading.Thread(target=blocker, args=(101 + i,)) for i in range(8)]
+    for t in blockers:  # the big pool is busy for a while: the next big request queues behind them
+        t.start()
+    time.sleep(0.2)
+    query = urllib.parse.urlencode({"path": "slow.ckpt", "name": "slow", "bins": "97"})
+    request = (f"GET /ms-notebook/tensor?{query} HTTP/1.1\r\nHost: {host}\r\n"
+               f"Authorization: token {server.token}\r\n\r\n")  # fmt: skip
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(request.encode())
+        time.sleep(0.05)  # hang up before the answer: the work is dropped, queued or between two chunks
+    hung_up = time.monotonic()
+    for t in blockers:
+        t.join(timeout=300)
+    assert max(finished) > hung_up  # the big pool really was busy when the client hung up
+    deadline = time.monotonic() + 60
+    while "dropped the statistics of 'slow'" not in server.log.read_text():
+        assert time.monotonic() < deadline, server.log.read_text()[-2000:]
+        time.sleep(0.2)
+    status, body = server.get("tensor", path="slow.ckpt", name="slow", bins="97")  # computed afresh, complete
+    assert status == 200 and sum(body["histogram"]["counts"]) == SLOW
 
 
 # --- installation ------------------------------------------------------------------------------------------

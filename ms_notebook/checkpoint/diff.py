@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ms_notebook.checkpoint import reader
 from ms_notebook.checkpoint.dtypes import numpy_dtype
 
 CHUNK_ELEMENTS = 1 << 20  # 1 Mi elements per chunk: 8 MiB per float64 chunk
@@ -104,11 +103,11 @@ def _open(x: Any) -> Any:
 
 
 def _chunks(ck: Any, name: str, chunk: int) -> Iterator[np.ndarray]:
-    """Flat pieces of tensor ``name``: read from the file piece by piece for an index Checkpoint."""
+    """Flat pieces of tensor ``name`` in C order: read bounded chunk by chunk from an index Checkpoint."""
     entry = getattr(ck, "_by_name", {}).get(name)
     dtype = numpy_dtype(getattr(entry, "ms_dtype", "")) if entry is not None else None
-    if dtype is not None and getattr(entry, "kind", "tensor") == "tensor":
-        yield from reader.iter_chunks(ck.path, entry.spans, dtype, chunk)
+    if dtype is not None and getattr(entry, "kind", "tensor") == "tensor" and hasattr(ck, "iter_chunks"):
+        yield from ck.iter_chunks(name, chunk)
         return
     flat = np.asarray(ck[name]).reshape(-1)
     for start in range(0, flat.size, chunk):

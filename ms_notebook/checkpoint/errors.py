@@ -15,3 +15,7 @@ class CheckpointError(ValueError):
         self.path = os.fspath(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class Cancelled(Exception):
+    """A long read (statistics of a big tensor) was stopped because nobody waits for its answer any more."""

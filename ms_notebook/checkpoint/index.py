@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import binascii
+import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,32 +18,68 @@ from .errors import CheckpointError
 from .formats import RawEntry, RawIndex
 from .formats import ckpt as ckpt_format
 from .formats import safetensors as st_format
+from .formats.window import FileChanged, open_for_index
 from .groups import WEIGHTS, classify
 from .info import TensorInfo
-from .stats import TensorStats, compute_histogram, compute_stats
+from .stats import TensorStats, compute_histogram, compute_stats, summarize
+from .summaries import SUMMARIES, TensorSummary
 from .tree import Node, build_tree, format_size, render
 
 if TYPE_CHECKING:
     import pandas as pd
 
 FORMATS = ("ckpt", "safetensors")
+DEFAULT_BINS = 40
 
 
-def open_checkpoint(path: str | os.PathLike[str], format: str | None = None) -> Checkpoint:
-    """Index a MindSpore ``.ckpt`` or ``.safetensors`` file (format detected from its content).
+def open_checkpoint(
+    path: str | os.PathLike[str],
+    format: str | None = None,
+    *,
+    strategy: str | os.PathLike[str] | Sequence[str] | None = None,
+    step: int | str | None = None,
+    file: str | None = None,
+) -> Checkpoint:
+    """Index a MindSpore ``.ckpt`` or ``.safetensors`` file (format detected from its content), or a set of
+    files read as one checkpoint: a folder or ``*.safetensors.index.json`` of shards, a folder of ``rank_N/``
+    files from a distributed run (``strategy=`` the strategy file if it is not in the folder; ``step=`` or
+    ``file=`` picks a rank folder's file), or MindFormers' ``param_name_map.json`` layout (see ``sets``).
 
     Only headers are read; tensor values are read when asked for.
 
     Raises FileNotFoundError for a missing file and CheckpointError for anything malformed or encrypted.
     """
+    from .sets import is_set_path, open_set  # sets build on this module
+
+    if is_set_path(path):
+        return open_set(path, format=format, strategy=strategy, step=step, file=file)
+    if strategy is not None or step is not None or file is not None:
+        raise ValueError("strategy=, step= and file= apply to folders of rank_N/ files, not to one file")
     return Checkpoint(path, format=format)
 
 
-def _detect(path: str, size: int) -> str:
-    if size == 0:
-        raise CheckpointError(path, "the file is empty")
-    with open(path, "rb") as f:
-        head = f.read(16)
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a large index is built: it makes no cycles, and the collector
+    would otherwise walk every object made so far again and again (the cost grew faster than the entries)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _detect(path: str) -> str:
+    with open_for_index(path) as win:
+        if win.size == 0:
+            raise CheckpointError(path, "the file is empty")
+        try:
+            head = win.read(0, min(16, win.size))
+        except FileChanged as exc:
+            raise CheckpointError(path, str(exc)) from None
+        size = win.size
     if st_format.detect(head, size):
         return "safetensors"
     kind = ckpt_format.detect(head)
@@ -51,45 +90,129 @@ def _detect(path: str, size: int) -> str:
     )
 
 
+class _RawByName(Mapping[str, RawEntry]):
+    """name -> RawEntry, read through the one name -> TensorInfo dict (no second dict of a million keys).
+
+    A plain value (spans in the checkpoint's own file) keeps only its spans on its TensorInfo (one span: its
+    offset alone); its RawEntry is made when asked for, so a million entries do not hold a million RawEntry
+    objects (nor span tuples) beside their infos.
+    """
+
+    __slots__ = ("_infos",)
+
+    def __init__(self, infos: dict[str, TensorInfo]) -> None:
+        self._infos = infos
+
+    def __getitem__(self, name: str) -> RawEntry:
+        info = self._infos[name]
+        raw = info._raw
+        if isinstance(raw, RawEntry):
+            return raw
+        spans = ((raw, info.nbytes),) if type(raw) is int else raw
+        return RawEntry(info.name, info.shape, info.dtype, info.kind, spans, info.nbytes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._infos
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._infos)
+
+    def __len__(self) -> int:
+        return len(self._infos)
+
+
 class Checkpoint:
     """The index of one checkpoint file: names, shapes, dtypes and groups, with values read lazily.
 
     ``len``, ``iter`` (names in file order), ``in`` and ``ck[name]`` (a NumPy array, or ``str`` for string
     values) work like a read-only mapping. Nothing but the headers is read until a value is asked for.
+    Every read checks that the file is still the one indexed (size, mtime, inode) and raises
+    CheckpointError when it was truncated, rewritten or replaced.
     """
 
     def __init__(self, path: str | os.PathLike[str], format: str | None = None) -> None:
-        self.path = os.fspath(path)
-        if os.path.isdir(self.path):
-            raise CheckpointError(self.path, "is a directory, not a checkpoint file")
-        st = os.stat(self.path)  # FileNotFoundError for a missing file
-        self.file_size = st.st_size
-        self._stamp = (st.st_size, st.st_mtime_ns)
-        fmt = format or _detect(self.path, self.file_size)
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            raise CheckpointError(path, "is a directory: open it with open_checkpoint() to read it as a set")
+        os.stat(path)  # FileNotFoundError for a missing file
+        fmt = format or _detect(path)
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, not {format!r}")
-        raw: RawIndex = (ckpt_format if fmt == "ckpt" else st_format).read_index(self.path)
+        with paused_gc():  # one pause for reading and converting: one collection of the new objects after
+            raw: RawIndex = (ckpt_format if fmt == "ckpt" else st_format).read_index(path)
+            self._setup(path, raw, consume=True)
+
+    @classmethod
+    def from_index(cls, path: str | os.PathLike[str], raw: RawIndex) -> Checkpoint:
+        """A Checkpoint over an index a reader built (a set of files: shards, ranks); ``path`` names it."""
+        self = cls.__new__(cls)
+        self._setup(os.fspath(path), raw)
+        return self
+
+    def _setup(self, path: str, raw: RawIndex, consume: bool = False) -> None:
+        """Take over ``raw``; ``consume``: it is ours (read here), its RawEntry list may be emptied as it is
+        converted, which keeps the peak memory of a million entries down."""
+        with paused_gc():
+            self._build(path, raw, consume)
+
+    def _build(self, path: str, raw: RawIndex, consume: bool) -> None:
+        self.path = path
+        files = raw.files or [path]
+        self._stamps: dict[str, tuple[int, int, int]] = {}
+        for file in files:
+            stamp = raw.stamps.get(file)
+            if stamp is None:
+                st = os.stat(file)
+                stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+            self._stamps[file] = stamp
+        self.files: list[str] = list(self._stamps)
+        self.file_size = sum(stamp[0] for stamp in self._stamps.values())
         self.format = raw.format
         self.metadata = raw.metadata
-        self._raw = raw
-        self._by_name: dict[str, RawEntry] = {e.name: e for e in raw.entries}
-        self.entries: list[TensorInfo] = self._infos(raw.entries)
-        self._info_by_name = {info.name: info for info in self.entries}
+        self.entries: list[TensorInfo] = self._infos(raw.entries, consume)
+        self._raw = replace(raw, entries=[], positions=None)  # the entries live on as TensorInfo objects
+        by_name: dict[str, Any] | None = raw.positions if consume else None
+        if by_name is not None and len(by_name) == len(self.entries):
+            for info in self.entries:  # the reader's name -> position dict, its values replaced in place
+                by_name[info.name] = info
+        else:
+            by_name = {info.name: info for info in self.entries}
+        raw.positions = None
+        self._info_by_name: dict[str, TensorInfo] = by_name
+        self._by_name: Mapping[str, RawEntry] = _RawByName(self._info_by_name)
         self._tree: Node | None = None
+        self._tree_order: list[TensorInfo] | None = None
 
-    def _infos(self, raw: list[RawEntry]) -> list[TensorInfo]:
-        groups = classify(
-            [e.name for e in raw],
-            [e.kind for e in raw],
-            [len(e.shape) for e in raw],
-            in_save_order=self.format == "ckpt",
-        )
+    def _infos(self, raw: list[RawEntry], consume: bool) -> list[TensorInfo]:
+        groups = classify([e.name for e in raw], [e.kind for e in raw], [e.shape for e in raw])
         infos = []
-        for e, group in zip(raw, groups, strict=True):
-            numel = 1
-            for d in e.shape:
-                numel *= d
-            infos.append(TensorInfo(e.name, e.shape, e.ms_dtype, numel, e.nbytes, group, e.kind))
+        append = infos.append
+        shapes: dict[tuple[int, ...], tuple[tuple[int, ...], int]] = {}  # one tuple per shape, its numel
+        last: tuple[int, ...] | None = None  # the previous entry's shape object: the next mostly shares it
+        shape, numel = (), 1
+        for i, (e, group) in enumerate(zip(raw, groups, strict=True)):
+            if e.shape is not last:
+                last = e.shape
+                known = shapes.get(last)
+                if known is None:
+                    numel = 1
+                    for d in last:
+                        numel *= d
+                    known = shapes[last] = (last, numel)
+                shape, numel = known
+            e.shape = shape
+            where: object = e  # a value from other files keeps its RawEntry; a plain one only its spans
+            if e.file is None and e.pieces is None:
+                spans = e.stored_spans
+                if type(spans) is int:
+                    where = spans
+                elif len(spans) == 1 and spans[0][1] == e.nbytes:
+                    where = spans[0][0]  # one span: its offset
+                else:
+                    where = spans if type(spans) is tuple else tuple(spans)
+            append(TensorInfo(e.name, shape, e.ms_dtype, numel, e.nbytes, group, e.kind, where))
+            if consume:
+                raw[i] = None  # type: ignore[call-overload]  # free each RawEntry once it is converted
         return infos
 
     # mapping protocol ---
@@ -112,19 +235,19 @@ class Checkpoint:
     def __getitem__(self, name: str) -> np.ndarray | str:
         """Read one value: exactly its bytes, as a NumPy array (bfloat16 as ml_dtypes.bfloat16) or ``str``."""
         entry = self._by_name[name]
-        self._check_unchanged()
         if entry.kind == "maptensor":
             raise CheckpointError(
                 self.path, f"{name!r} is a MapParameter (maptensor); reading it is not supported"
             )
         if entry.kind == STRING:
             try:
-                return reader.read_bytes(self.path, entry.spans).decode("utf-32-le").rstrip("\x00")
+                data = reader.read_value_bytes(self.path, entry, self._stamps)
+                return data.decode("utf-32-le").rstrip("\x00")
             except UnicodeDecodeError:
                 raise CheckpointError(self.path, f"string {name!r} is not valid UTF-32 text") from None
         dtype = numpy_dtype(entry.ms_dtype)
         assert dtype is not None  # validated when indexing
-        return reader.read_array(self.path, entry.spans, dtype, entry.shape)
+        return reader.read_value(self.path, entry, dtype, self._stamps)
 
     def get(self, name: str, default: Any = None) -> Any:
         if name not in self._by_name:
@@ -143,33 +266,90 @@ class Checkpoint:
         return self._raw.crc is not None or "crc_num" in self.metadata
 
     def tree(self, group: str | None = None) -> Node:
-        """Nested nodes split on ``.`` with per-subtree totals; ``group`` keeps only that group's entries."""
+        """Nested nodes split on ``.`` with per-subtree totals, children in natural order (``layers.2``
+        before ``layers.10``); ``group`` keeps only that group's entries."""
         if group is not None:
             return build_tree(info for info in self.entries if info.group == group)
         if self._tree is None:
-            self._tree = build_tree(self.entries)
+            with paused_gc():
+                self._tree = build_tree(self.entries)
         return self._tree
+
+    def tree_order(self) -> list[TensorInfo]:
+        """The entries in the order the tree shows them (depth first, natural order): what views list."""
+        if self._tree_order is None:
+            with paused_gc():
+                self._tree_order = self.tree().infos()
+        return self._tree_order
 
     def _numeric(self, name: str) -> tuple[RawEntry, np.dtype]:
         entry = self._by_name[name]
         dtype = numpy_dtype(entry.ms_dtype)
         if entry.kind != "tensor" or dtype is None:
             raise TypeError(f"{name!r} is a {entry.kind} value; statistics need a numeric tensor")
-        self._check_unchanged()
         return entry, dtype
 
     def iter_chunks(self, name: str, chunk_elements: int = reader.CHUNK_ELEMENTS) -> Iterator[np.ndarray]:
-        """Yield a numeric tensor as flat arrays of at most ``chunk_elements`` elements, in file order.
+        """Yield a numeric tensor as flat arrays of at most ``chunk_elements`` elements, in C order.
 
-        Memory stays bounded by one chunk; each array is a view of a reused buffer (copy it to keep it).
+        Memory stays bounded by one chunk; each array may be a view of a reused buffer (copy it to keep it).
         """
         entry, dtype = self._numeric(name)
-        return reader.iter_chunks(self.path, entry.spans, dtype, chunk_elements)
+        return reader.iter_value(self.path, entry, dtype, chunk_elements, self._stamps)
+
+    def preview(self, name: str, count: int = 24) -> np.ndarray:
+        """The first ``count`` values in C order, flat; reads only those elements."""
+        entry, dtype = self._numeric(name)
+        count = max(0, count)
+        parts, got = [], 0
+        if count:
+            for chunk in reader.iter_value(self.path, entry, dtype, count, self._stamps, limit=count):
+                parts.append(chunk[: count - got].copy())
+                got += len(parts[-1])
+                if got >= count:
+                    break
+        return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+
+    def describe(
+        self, name: str, bins: int = DEFAULT_BINS, cancelled: Callable[[], bool] | None = None
+    ) -> TensorSummary:
+        """Statistics and a ``bins``-bin histogram of a numeric tensor from one pass over its bytes.
+
+        Cached per (file stamps, tensor, bins) for the whole process, so every view (Viewer, widget, API)
+        asking again gets the answer at once. ``cancelled`` is polled between chunks: return True to stop
+        the pass with ``checkpoint.errors.Cancelled`` (the server does when the client has gone).
+        """
+        entry, dtype = self._numeric(name)
+        bins = max(1, int(bins))
+        key = (self._entry_stamps(entry), name, bins)
+
+        def compute() -> TensorSummary:
+            chunks = reader.iter_value(self.path, entry, dtype, reader.CHUNK_ELEMENTS, self._stamps)
+            numel = self._info_by_name[name].numel
+            return TensorSummary(*summarize(chunks, dtype, bins, cancelled, numel))
+
+        return SUMMARIES.get_or_compute(key, compute, cancelled)
+
+    def is_described(self, name: str, bins: int = DEFAULT_BINS) -> bool:
+        """Whether ``describe(name, bins)`` would answer from the cache, without reading anything."""
+        entry = self._by_name[name]
+        return SUMMARIES.get((self._entry_stamps(entry), name, max(1, int(bins)))) is not None
+
+    def _entry_stamps(self, entry: RawEntry) -> tuple:
+        """The files ``entry`` is read from, with their stamps: part of every cache key."""
+        if entry.pieces is None:
+            files = [reader.value_file(self.path, entry)]
+        else:
+            files = sorted({piece.file for piece in entry.pieces})
+        return tuple((file, self._stamps.get(file)) for file in files)
 
     def stats(self, name: str, chunk_elements: int = reader.CHUNK_ELEMENTS) -> TensorStats:
-        """Mean, std, min, max, mean |x|, zero fraction, NaN and Inf counts, computed in bounded chunks."""
+        """Mean, std, min, max, mean |x|, zero fraction, NaN and Inf counts, from one bounded pass (cached
+        with ``describe``'s histogram; another ``chunk_elements`` computes afresh)."""
+        if chunk_elements == reader.CHUNK_ELEMENTS:
+            return self.describe(name).stats
         entry, dtype = self._numeric(name)
-        return compute_stats(reader.iter_chunks(self.path, entry.spans, dtype, chunk_elements))
+        return compute_stats(reader.iter_value(self.path, entry, dtype, chunk_elements, self._stamps), dtype)
 
     def histogram(
         self,
@@ -178,14 +358,21 @@ class Checkpoint:
         range: tuple[float, float] | None = None,
         chunk_elements: int = reader.CHUNK_ELEMENTS,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(counts, edges)`` of the finite values, like ``numpy.histogram``, computed in bounded chunks."""
+        """``(counts, edges)`` of the finite values, exactly as ``numpy.histogram`` (over [min, max] unless
+        ``range`` is given), in bounded chunks: one pass when the range is known or cached."""
         entry, dtype = self._numeric(name)
         if range is None:
-            s = compute_stats(reader.iter_chunks(self.path, entry.spans, dtype, chunk_elements))
+            if chunk_elements == reader.CHUNK_ELEMENTS:
+                summary = self.describe(name, bins)
+                if summary.exact:
+                    return summary.counts.copy(), summary.edges.copy()
+                s = summary.stats
+            else:
+                chunks = reader.iter_value(self.path, entry, dtype, chunk_elements, self._stamps)
+                s = compute_stats(chunks, dtype)
             range = (s.min, s.max)
-        return compute_histogram(
-            reader.iter_chunks(self.path, entry.spans, dtype, chunk_elements), bins, range
-        )
+        chunks = reader.iter_value(self.path, entry, dtype, chunk_elements, self._stamps)
+        return compute_histogram(chunks, bins, range)
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per entry: name, group, dtype, shape, numel, nbytes."""
@@ -208,18 +395,17 @@ class Checkpoint:
         Raises CheckpointError when the file has no crc or it does not match.
         """
         self._check_unchanged()
+        if len(self.files) > 1:
+            raise CheckpointError(
+                self.path, "verify() checks one file; open each file of the set to verify it"
+            )
         if self.format == "ckpt":
             if self._raw.crc is None:
                 raise CheckpointError(self.path, "the file has no crc (saved without crc_check=True)")
             crc = 0
-            with open(self.path, "rb") as f:
-                remaining = self._raw.crc_end
-                while remaining:
-                    block = f.read(min(remaining, 1 << 22))
-                    if not block:
-                        break
-                    crc = binascii.crc32(block, crc)
-                    remaining -= len(block)
+            whole = [(0, self._raw.crc_end)]
+            for block in reader.iter_chunks(self.path, whole, np.dtype(np.uint8), 1 << 22, self._stamps):
+                crc = binascii.crc32(block, crc)
             expected = self._raw.crc
         else:
             if "crc_num" not in self.metadata:
@@ -246,7 +432,7 @@ class Checkpoint:
         """
         dtype = numpy_dtype(entry.ms_dtype)
         if entry.shape == () and dtype is not None and dtype.kind in "iu":
-            count = int(reader.read_array(self.path, entry.spans, dtype, ()))
+            count = int(reader.read_value(self.path, entry, dtype, self._stamps))
             if count > 1 << 30:
                 raise CheckpointError(self.path, f"{entry.name!r} is too large for MindSpore's crc scheme")
             zeros = bytes(min(max(count, 0), 1 << 22))
@@ -254,17 +440,28 @@ class Checkpoint:
                 crc = binascii.crc32(zeros[: min(count, len(zeros))], crc)
                 count -= len(zeros)
             return crc
-        for chunk in reader.iter_chunks(self.path, entry.spans, np.dtype(np.uint8), 1 << 22):
+        file = reader.value_file(self.path, entry)
+        for chunk in reader.iter_chunks(file, entry.spans, np.dtype(np.uint8), 1 << 22, self._stamps):
             crc = binascii.crc32(chunk, crc)
         return crc
 
-    def _check_unchanged(self) -> None:
+    def is_stale(self) -> bool:
+        """Whether a file read from changed or vanished since opening (open the checkpoint again)."""
         try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            raise CheckpointError(self.path, "the file was removed after it was opened") from None
-        if (st.st_size, st.st_mtime_ns) != self._stamp:
-            raise CheckpointError(self.path, "the file changed after it was opened; open it again")
+            self._check_unchanged()
+        except CheckpointError:
+            return True
+        return False
+
+    def _check_unchanged(self) -> None:
+        """CheckpointError when a file read from was removed, rewritten, replaced or resized since opening."""
+        for file, stamp in self._stamps.items():
+            try:
+                st = os.stat(file)
+            except FileNotFoundError:
+                raise CheckpointError(file, "the file was removed after it was opened") from None
+            if (st.st_size, st.st_mtime_ns, st.st_ino) != stamp:
+                raise CheckpointError(file, "the file changed after it was opened; open it again")
 
     def summary(self, depth: int | None = 2, group: str | None = None) -> str:
         """Multi-line text: header line with totals, groups, then the tree to ``depth`` levels."""

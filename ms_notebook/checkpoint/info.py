@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class TensorInfo:
-    """One entry of a checkpoint.
+    """One entry of a checkpoint (read-only by convention: not ``frozen``, whose checks make building a
+    million of them several times slower; hashable and compared by value all the same).
 
     ``dtype`` is MindSpore's type name as written in the file (``"Float32"``, ``"BFloat16"``, ``"str"``),
     which is also ``str(parameter.dtype)`` of the network parameter it came from. ``group`` is ``"weights"``,
@@ -21,6 +23,7 @@ class TensorInfo:
     nbytes: int
     group: str
     kind: str = "tensor"
+    _raw: Any = field(default=None, compare=False, repr=False)  # where the index reads it from
 
     @property
     def ndim(self) -> int:

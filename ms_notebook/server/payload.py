@@ -1,9 +1,10 @@
 """JSON payloads the server sends about a checkpoint: plain functions over the index, bounded in size.
 
-A checkpoint can hold tens of thousands of tensors, so nothing here returns them all at once: the entry list
-is paged (``offset``/``limit``) and filtered by substring, and the tree is cut at ``depth`` levels and
-``max_children`` children per node and ``MAX_TREE_NODES`` nodes in all, each cut node saying how many
-children it left out.
+A checkpoint can hold a million tensors, so nothing here returns them all at once: the entry list is paged
+(``offset``/``limit``, in the tree's natural order) and filtered (``checkpoint.filters``, and by group), and
+the tree is cut at ``depth`` levels and ``max_children`` children per node and ``MAX_TREE_NODES`` nodes in
+all, each cut node saying how many children it left out. Every function is linear in the entries it looks
+at and never recurses over name depth.
 """
 
 from __future__ import annotations
@@ -11,9 +12,15 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
+from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
+import numpy as np
+
 from ms_notebook.checkpoint import Checkpoint, Node
+from ms_notebook.checkpoint.filters import FilterError, select
+from ms_notebook.checkpoint.sets import describe_set, describe_slices
 
 MAX_LIMIT = 5000
 PREVIEW_VALUES = 16
@@ -38,15 +45,7 @@ def _groups(ck: Checkpoint) -> dict[str, dict[str, int]]:
 
 
 def _one(node: Node) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "name": node.name,
-        "path": node.path,
-        "tensors": node.tensors,
-        "parameters": node.parameters,
-        "bytes": node.bytes,
-    }
-    if node.info is not None:
-        out.update(shape=list(node.info.shape), dtype=node.info.dtype, group=node.info.group)
+    out = node.summary()
     if node.children:
         out["children"] = []
         out["more_children"] = len(node.children)
@@ -62,7 +61,7 @@ def _cut_tree(root: Node, depth: int, max_children: int, max_nodes: int = MAX_TR
         node, out, left = queue.popleft()
         if left <= 0 or not node.children:
             continue
-        for child in list(node.children.values())[:max_children]:
+        for child in islice(node.children.values(), max_children):
             if budget <= 0:
                 return top
             budget -= 1
@@ -81,16 +80,22 @@ def checkpoint_summary(
     depth: int = 1,
     max_children: int = 200,
     filter: str = "",
+    groups: str = "",
     offset: int = 0,
     limit: int = 1000,
 ) -> dict[str, Any]:
-    """Header, groups, a cut tree under ``prefix`` and one page of entries whose names contain ``filter``."""
+    """Header, groups, a cut tree under ``prefix`` and one page of the entries that match ``filter``.
+
+    ``filter`` follows ``checkpoint.filters`` (the syntax of the notebook widgets); ``groups`` is a comma list
+    of the groups to page through (empty: all). ``filter_matches`` counts the matches per group before the
+    group cut, so a view can say what its hidden groups hold; a bad filter pages nothing and says why in
+    ``filter_error``.
+    """
     limit = max(0, min(limit, MAX_LIMIT))
     offset = max(0, offset)
     root = ck.tree()
     node = root[prefix] if prefix else root  # KeyError for an unknown prefix
-    needle = filter.lower()
-    matching = [info for info in ck.entries if needle in info.name.lower()] if needle else ck.entries
+    matching, filter_error, matches = _filtered(ck, filter, groups)
     page = matching[offset : offset + limit]
     return {
         "path": api_path,
@@ -100,6 +105,7 @@ def checkpoint_summary(
         "num_tensors": len(ck),
         "num_params": ck.num_params,
         "has_crc": ck.has_crc,
+        "set": describe_set(ck),
         "groups": _groups(ck),
         "tree": _cut_tree(node, max(0, depth), max(1, max_children)),
         "entries": {
@@ -109,26 +115,63 @@ def checkpoint_summary(
             "offset": offset,
             "limit": limit,
         },
+        "filter_matches": matches,
+        "filter_error": filter_error,
     }
 
 
-def _preview(ck: Checkpoint, name: str) -> list[Any] | str | None:
-    info = ck.info(name)
-    if info.kind == "maptensor" or info.nbytes > PREVIEW_MAX_BYTES:
-        return None
-    value = ck[name]
-    if isinstance(value, str):
-        return value[:500]
-    flat = value.reshape(-1)[:PREVIEW_VALUES]
+def _filtered(ck: Checkpoint, text: str, groups: str) -> tuple[list[Any], str, dict[str, int]]:
+    """Entries matching ``text`` in the wanted ``groups`` (in the tree's order), the filter's error text and
+    matches per group."""
+    try:
+        matching = select(ck.tree_order(), text)
+    except FilterError as exc:
+        return [], str(exc), {}
+    matches: dict[str, int] = {}
+    for info in matching:
+        matches[info.group] = matches.get(info.group, 0) + 1
+    wanted = {g.strip() for g in groups.split(",") if g.strip()}
+    if wanted:
+        matching = [info for info in matching if info.group in wanted]
+    return matching, "", matches
+
+
+def _shown(value: float) -> float | str:
+    """A preview value for JSON: NaN and ±Inf as the strings "NaN", "Infinity", "-Infinity", told apart."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+
+
+def _json_values(flat: np.ndarray) -> list[Any]:
     if flat.dtype.kind == "c":
-        return [[_finite(float(v.real)), _finite(float(v.imag))] for v in flat]
+        return [[_shown(float(v.real)), _shown(float(v.imag))] for v in flat]
     if flat.dtype.kind == "b":
         return [bool(v) for v in flat]
-    return [_finite(float(v)) for v in flat]
+    if flat.dtype.kind in "iu":
+        return [int(v) for v in flat]
+    with np.errstate(all="ignore"):
+        return [_shown(float(v)) for v in flat.astype(np.float64)]
 
 
-def tensor_detail(ck: Checkpoint, name: str, bins: int = 40) -> dict[str, Any]:
-    """One entry's metadata, statistics, histogram counts and first few values (KeyError if absent)."""
+def _preview(ck: Checkpoint, name: str) -> list[Any] | str | None:
+    """The first values (reads only those), or the start of a string; None for what cannot be shown."""
+    info = ck.info(name)
+    if info.kind == "maptensor":
+        return None
+    if info.kind == "str":
+        return ck[name][:500] if info.nbytes <= PREVIEW_MAX_BYTES else None
+    return _json_values(ck.preview(name, PREVIEW_VALUES))
+
+
+def tensor_detail(
+    ck: Checkpoint, name: str, bins: int = 40, cancelled: Callable[[], bool] | None = None
+) -> dict[str, Any]:
+    """One entry's metadata, statistics, histogram counts and first few values (KeyError if absent).
+
+    Statistics and histogram come from ``Checkpoint.describe``: one pass, cached per file stamp, tensor
+    and bins (shared with the notebook widget in the same process). ``cancelled`` stops the pass.
+    """
     info = ck.info(name)
     bins = max(1, min(bins, MAX_BINS))
     out: dict[str, Any] = {
@@ -143,17 +186,20 @@ def tensor_detail(ck: Checkpoint, name: str, bins: int = 40) -> dict[str, Any]:
         "histogram": None,
         "preview": _preview(ck, name),
         "note": "",
+        "slices": describe_slices(ck, name),
     }
     if info.kind != "tensor":
         out["note"] = f"a {info.kind} value has no statistics"
         return out
-    try:
-        stats = ck.stats(name)
-    except TypeError as exc:
-        out["note"] = str(exc)
-        return out
+    summary = ck.describe(name, bins, cancelled)
+    stats = summary.stats
     out["stats"] = {k: (_finite(v) if isinstance(v, float) else v) for k, v in stats.to_dict().items()}
-    if stats.count:
-        counts, edges = ck.histogram(name, bins=bins, range=(stats.min, stats.max))
-        out["histogram"] = {"counts": [int(c) for c in counts], "edges": [float(e) for e in edges]}
+    if stats.count > stats.nan_count + stats.inf_count:
+        out["histogram"] = {
+            "counts": [int(c) for c in summary.counts],
+            "edges": [_finite(float(e)) for e in summary.edges],
+            "exact": summary.exact,
+        }
+    elif stats.count:
+        out["note"] = "no finite values: nothing to draw"
     return out

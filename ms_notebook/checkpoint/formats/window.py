@@ -1,0 +1,104 @@
+"""Positioned reads of a file being indexed, through one small reusable buffer.
+
+Why not ``mmap``: a file truncated under a memory map raises SIGBUS in the reading process (in the Jupyter
+server, the whole server), and a forward walk over a map of a cold file makes the kernel read ahead nearly
+all of it. ``os.pread`` just returns fewer bytes, and with readahead switched off (``POSIX_FADV_RANDOM`` on
+our own descriptor) it reads only the pages asked for: a few per entry header.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+Stamp = tuple[int, int, int]  # (size, mtime_ns, inode): what "the same file" means
+
+
+class FileChanged(Exception):
+    """Internal: the file shrank, grew or was replaced while it was read (the caller names the file)."""
+
+
+def stamp_of(st: os.stat_result) -> Stamp:
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class Window:
+    """The bytes of ``[base, base + valid)`` of an open file; ``cover`` moves or widens it as needed.
+
+    Reads grow (up to ``MAX``) while they follow each other closely, so a file of many tiny entries is read
+    in large sequential blocks, and shrink back to ``MIN`` after a jump over a large tensor.
+    """
+
+    MIN = 256
+    MAX = 1 << 20
+
+    def __init__(self, fd: int, path: str) -> None:
+        self.fd = fd
+        self.path = path
+        self.stat = os.fstat(fd)  # as opened: the identity a saved index is checked against
+        self.stamp: Stamp = stamp_of(self.stat)
+        self.size = self.stamp[0]
+        self.buf = bytearray(self.MIN)
+        self.base = 0
+        self.valid = 0
+        self._next = self.MIN
+
+    @property
+    def limit(self) -> int:
+        """File offset just past the valid bytes."""
+        return self.base + self.valid
+
+    def cover(self, pos: int, n: int) -> tuple[bytearray, int]:
+        """Make file bytes ``[pos, pos + n)`` (clipped to the file) valid; returns ``(buffer, base)``.
+
+        Only ``[base, limit)`` of the buffer is valid: bytes past it are left over from earlier reads.
+        """
+        end = min(pos + n, self.size)
+        if self.base <= pos and end <= self.base + self.valid:
+            return self.buf, self.base
+        sequential = self.base <= pos <= self.base + self.valid + 4096  # inside or just after this window
+        self._next = min(self._next * 2, self.MAX) if sequential else self.MIN
+        want = min(max(n, self._next), self.size - pos)
+        if want < 0:
+            raise FileChanged(f"byte {pos} is past the end of the file")
+        if len(self.buf) < want:
+            self.buf = bytearray(max(want, 2 * len(self.buf)))
+        got = os.preadv(self.fd, [memoryview(self.buf)[:want]], pos) if want else 0
+        if got != want:
+            raise FileChanged("the file ended early: it was truncated while it was being read")
+        self.base, self.valid = pos, want
+        return self.buf, self.base
+
+    def byte(self, pos: int) -> int:
+        if pos >= self.size:
+            raise FileChanged(f"byte {pos} is past the end of the file")
+        buf, base = self.cover(pos, 1)
+        return buf[pos - base]
+
+    def read(self, pos: int, n: int) -> bytes:
+        """``n`` bytes at ``pos`` (fewer only at the end of the file)."""
+        buf, base = self.cover(pos, n)
+        start = pos - base
+        return bytes(buf[start : start + min(n, self.size - pos)])
+
+    def check_unchanged(self) -> None:
+        """FileChanged when the file now differs from when it was opened (resized, rewritten, replaced)."""
+        try:
+            now = stamp_of(os.stat(self.path))
+        except FileNotFoundError:
+            raise FileChanged("the file was removed while it was being read") from None
+        if stamp_of(os.fstat(self.fd)) != self.stamp or now != self.stamp:
+            raise FileChanged("the file changed while it was being read; open it again")
+
+
+@contextmanager
+def open_for_index(path: str) -> Iterator[Window]:
+    """A Window over ``path`` with the kernel's readahead off for this descriptor only."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        yield Window(fd, path)
+    finally:
+        os.close(fd)
