@@ -16,6 +16,7 @@ _EXPORTS: dict[str, str] = {
     # checkpoint index (no MindSpore, no widgets)
     "open_checkpoint": "ms_notebook.checkpoint",
     "Checkpoint": "ms_notebook.checkpoint",
+    "CheckpointSet": "ms_notebook.checkpoint",
     "TensorInfo": "ms_notebook.checkpoint",
     "CheckpointError": "ms_notebook.checkpoint",
     "compare": "ms_notebook.checkpoint.compare",
@@ -28,6 +29,8 @@ _EXPORTS: dict[str, str] = {
     "LiveCurves": "ms_notebook.runs.curves",
     "follow": "ms_notebook.runs.curves",
     "Runner": "ms_notebook.runs.runner",
+    "launch": "ms_notebook.runs.launch",
+    "DistributedRun": "ms_notebook.runs.launch",
     "available_devices": "ms_notebook.runs.devices",
     # widgets (present and delegate)
     "browse": "ms_notebook.widgets.browser",
