@@ -87,17 +87,34 @@ WRITER = textwrap.dedent("""
 """)
 
 
+def _kill_when(process: subprocess.Popen, ready, timeout_s: float = 30.0) -> None:
+    """SIGKILL ``process`` as soon as ``ready()`` holds (or after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while not ready() and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
 def test_sigkill_while_writing_leaves_the_previous_checkpoint_readable(tmp_path):
+    """Kills at random moments and kills aimed at a write in progress (a temporary file exists): after each,
+    the last checkpoint is whole and the leftovers are cleaned. Aimed kills repeat until one lands mid-write,
+    so the crash is exercised on a machine of any speed."""
     target = tmp_path / "last.ckpt"
     killed_mid_write = 0
     rng = random.Random(7)
-    for _ in range(4):
+    for attempt in range(16):
+        aimed = attempt % 2 == 1
+        if attempt >= 4 and killed_mid_write:
+            break
         process = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE,
                                    text=True, env={**os.environ, "GLOG_v": "3"})
         assert process.stdout.readline().strip() == "1"  # one complete checkpoint exists
-        time.sleep(rng.uniform(0.05, 0.4))
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        if aimed:
+            _kill_when(process, lambda: any(tmp_path.glob(".tmp-*")))
+        else:
+            time.sleep(rng.uniform(0.05, 0.4))
+            _kill_when(process, lambda: True)
         leftovers = list(tmp_path.glob(".tmp-*"))
         killed_mid_write += bool(leftovers)
         loaded = ms.load_checkpoint(str(target))

@@ -12,11 +12,16 @@ Rules, mirrored from ``load_param_into_net`` (MindSpore 2.10, ``strict_load=Fals
 - a checkpoint weight no network parameter asks for: ``unexpected``. Optimizer state and appended extra
   values are never reported as unexpected (they are listed as ``ignored``).
 MindSpore's prefix fallback (loading ``prefix.x`` into a missing ``x``) is not applied: it can load optimizer
-moments into weights, so a name that only matches that way is reported as missing.
+moments into weights, so a name that only matches that way is reported as missing. A *consistent* prefix is
+another matter: a checkpoint saved inside a wrapper cell names every weight ``backbone.x``. ``compare``
+detects such a prefix between the checkpoint's weights and the network (``suggested_prefix_map``) and matches
+through it when asked: ``compare(ck, net, prefix_map={"backbone.": ""})`` or ``prefix_map="auto"``
+(:mod:`ms_notebook.checkpoint.prefix`, the rule ``TransferPlan`` uses too).
 """
 
 from __future__ import annotations
 
+import html
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +29,8 @@ from os import PathLike
 from typing import Any
 
 import pandas as pd
+
+from .prefix import PrefixMap, count_matches, detect_prefix
 
 STATUSES = ("matched", "missing", "unexpected", "shape_mismatch", "dtype_mismatch")
 PROBLEMS = frozenset({"missing", "unexpected", "shape_mismatch", "dtype_mismatch"})
@@ -43,6 +50,7 @@ class CompareRow:
     net_dtype: str | None
     note: str = ""
     converts: bool = False
+    ckpt_name: str | None = None  # the checkpoint's name when a prefix map makes it differ from ``name``
 
 
 @dataclass
@@ -51,6 +59,20 @@ class CompareReport:
 
     rows: list[CompareRow]
     ignored: list[str] = field(default_factory=list)
+    prefix_map: dict[str, str] = field(default_factory=dict)  # the map matching went through
+    suggested_prefix_map: dict[str, str] | None = None  # a consistent prefix found but not applied
+    suggested_matches: int = 0  # how many network names the suggested map would find
+
+    def prefix_text(self) -> str:
+        """One sentence on the prefix map applied or suggested ('' when there is none)."""
+        if self.prefix_map:
+            return f"names matched through prefix_map={self.prefix_map!r}"
+        if self.suggested_prefix_map:
+            return (
+                f"the names differ by a consistent prefix: prefix_map={self.suggested_prefix_map!r} "
+                f"matches {self.suggested_matches} network parameters"
+            )
+        return ""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -87,6 +109,8 @@ class CompareReport:
     def __repr__(self) -> str:
         parts = ", ".join(f"{v} {k}" for k, v in self.counts.items() if v)
         lines = [f"CompareReport({parts or 'empty'})"]
+        if self.prefix_text():
+            lines.append(f"  {self.prefix_text()}")
         lines += [f"  {r.status:15s} {r.name}  {r.note}".rstrip() for r in self.problems[:20]]
         if len(self.problems) > 20:
             lines.append(f"  … {len(self.problems) - 20} more problems")
@@ -96,7 +120,8 @@ class CompareReport:
         df = self.to_dataframe()
         df = df[df.status != "matched"] if len(df[df.status != "matched"]) else df
         counts = " · ".join(f"<b>{v}</b> {k.replace('_', ' ')}" for k, v in self.counts.items())
-        return f"<div><p>{counts}</p>{df.to_html(index=False, max_rows=200)}</div>"
+        prefix = f"<p>{html.escape(self.prefix_text())}</p>" if self.prefix_text() else ""
+        return f"<div><p>{counts}</p>{prefix}{df.to_html(index=False, max_rows=200)}</div>"
 
 
 def _canon_dtype(dtype: Any) -> str:
@@ -131,46 +156,41 @@ def _entries(checkpoint: Any) -> Iterable[Any]:
     return checkpoint.entries
 
 
-def compare(checkpoint: Any, net: Any) -> CompareReport:
-    """What ``load_param_into_net(net, load_checkpoint(checkpoint))`` would do, from the index alone."""
+def compare(checkpoint: Any, net: Any, prefix_map: Mapping[str, str] | str | None = None) -> CompareReport:
+    """What ``load_param_into_net(net, load_checkpoint(checkpoint))`` would do, from the index alone.
+
+    ``prefix_map`` (``{checkpoint prefix: network prefix}``, or ``"auto"`` for the detected one) matches names
+    that differ by a consistent prefix; without it names match exactly and a detected prefix is only
+    suggested.
+    """
     ckpt = {e.name: e for e in _entries(checkpoint)}
+    params = _net_params(net)
+    weights = [name for name, e in ckpt.items() if getattr(e, "group", "weights") == "weights"]
+    detected = detect_prefix(weights, [name for name, _, _ in params])
+    if isinstance(prefix_map, str):
+        if prefix_map != "auto":
+            raise ValueError(f"prefix_map must be a dict, 'auto' or None, got {prefix_map!r}")
+        prefix_map = detected or {}
+    mapper = PrefixMap(prefix_map)
     rows: list[CompareRow] = []
     seen: set[str] = set()
-    for name, shape, dtype in _net_params(net):
+    used: set[str] = set()
+    for name, shape, dtype in params:
         if name in seen:
             continue
         seen.add(name)
-        e = ckpt.get(name)
+        ck_name = mapper.to_checkpoint(name)
+        used.add(ck_name)
+        e = ckpt.get(ck_name)
         if e is None:
             if not name.startswith("accu_grads"):
-                rows.append(CompareRow(name, "missing", None, shape, None, dtype, "not in the checkpoint"))
+                note = "not in the checkpoint" + (f" (as {ck_name})" if ck_name != name else "")
+                rows.append(CompareRow(name, "missing", None, shape, None, dtype, note))
             continue
-        cshape, cdtype = tuple(int(d) for d in e.shape), str(e.dtype)
-        if cshape != shape:
-            extra = cshape[len(shape) :]
-            if len(cshape) > len(shape) and all(d == 1 for d in extra) and _numel(cshape) == _numel(shape):
-                rows.append(
-                    CompareRow(
-                        name, "matched", cshape, shape, cdtype, dtype, "reshaped (trailing 1s dropped)"
-                    )
-                )
-            else:
-                rows.append(
-                    CompareRow(
-                        name, "shape_mismatch", cshape, shape, cdtype, dtype, f"{cshape} vs net {shape}"
-                    )
-                )
-            continue
-        a, b = _canon_dtype(cdtype), _canon_dtype(dtype)
-        if a != b:
-            converts = {a, b} <= _FLOATS or {a, b} <= _INTS
-            note = f"converted {cdtype} → {dtype}" if converts else f"{cdtype} cannot load into {dtype}"
-            rows.append(CompareRow(name, "dtype_mismatch", cshape, shape, cdtype, dtype, note, converts))
-            continue
-        rows.append(CompareRow(name, "matched", cshape, shape, cdtype, dtype))
+        rows.append(_row(name, e, shape, dtype, ck_name if ck_name != name else None))
     ignored = []
     for name, e in ckpt.items():
-        if name in seen:
+        if name in used:
             continue
         if getattr(e, "group", "weights") != "weights":
             ignored.append(name)
@@ -178,7 +198,29 @@ def compare(checkpoint: Any, net: Any) -> CompareReport:
             rows.append(
                 CompareRow(name, "unexpected", tuple(e.shape), None, str(e.dtype), None, "not in the network")
             )
-    return CompareReport(rows, ignored)
+    report = CompareReport(rows, ignored, prefix_map=dict(mapper.mapping))
+    if detected and not mapper:
+        report.suggested_prefix_map = detected
+        report.suggested_matches = count_matches(PrefixMap(detected), weights, [n for n, _, _ in params])
+    return report
+
+
+def _row(name: str, e: Any, shape: tuple[int, ...], dtype: str, ck_name: str | None) -> CompareRow:
+    """The status of network parameter ``name`` against checkpoint entry ``e``."""
+    cshape, cdtype = tuple(int(d) for d in e.shape), str(e.dtype)
+    if cshape != shape:
+        extra = cshape[len(shape) :]
+        if len(cshape) > len(shape) and all(d == 1 for d in extra) and _numel(cshape) == _numel(shape):
+            note = "reshaped (trailing 1s dropped)"
+            return CompareRow(name, "matched", cshape, shape, cdtype, dtype, note, ckpt_name=ck_name)
+        note = f"{cshape} vs net {shape}"
+        return CompareRow(name, "shape_mismatch", cshape, shape, cdtype, dtype, note, ckpt_name=ck_name)
+    a, b = _canon_dtype(cdtype), _canon_dtype(dtype)
+    if a != b:
+        converts = {a, b} <= _FLOATS or {a, b} <= _INTS
+        note = f"converted {cdtype} → {dtype}" if converts else f"{cdtype} cannot load into {dtype}"
+        return CompareRow(name, "dtype_mismatch", cshape, shape, cdtype, dtype, note, converts, ck_name)
+    return CompareRow(name, "matched", cshape, shape, cdtype, dtype, ckpt_name=ck_name)
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -2,13 +2,16 @@
 
 Each file is written atomically: saved under a temporary name in the same folder, then ``os.replace``d over
 the old one, so a crash mid-write leaves the previous checkpoint intact. ``save_checkpoint`` writes mode 0o400
-files; replacing a read-only file by rename only needs the folder to be writable.
+files; replacing a read-only file by rename only needs the folder to be writable (``check_writable`` says so
+before a run starts, not after its first epoch). Weights that are no longer finite (a NaN loss) are never
+saved: the previous ``last.ckpt`` and ``best.ckpt`` stay.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,29 @@ def save_atomic(net: Any, path: str | Path, append: dict[str, Any] | None = None
     return path
 
 
+def check_writable(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and prove a file can be written there; OSError naming it otherwise."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-write-test-"):
+            pass
+    except OSError as exc:
+        raise OSError(exc.errno, f"run_dir {folder} is not writable ({exc.strerror or exc})") from exc
+    return folder
+
+
+def all_finite(net: Any) -> bool:
+    """Whether every floating-point parameter of ``net`` is finite (no NaN, no Inf)."""
+    import numpy as np
+
+    for param in net.get_parameters():
+        value = param.asnumpy()
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            return False
+    return True
+
+
 def clean_temporaries(folder: str | Path) -> int:
     """Remove temporary files a killed process left in a run folder; returns how many."""
     count = 0
@@ -67,6 +93,8 @@ class RunCheckpoints(Callback):
         self.protect = (source,) if source is not None else ()
         self.best: float | None = None
         self.saved: list[Path] = []
+        self.refused: list[str] = []  # why an epoch's checkpoints were not written (non-finite weights)
+        self.best_blocked = False  # set by the Runner when a loss in this run was not finite
         self.folder.mkdir(parents=True, exist_ok=True)
         clean_temporaries(self.folder)
 
@@ -93,8 +121,14 @@ class RunCheckpoints(Callback):
             except (TypeError, ValueError):
                 continue
         net = cb_params.train_network if cb_params.get("network") is None else cb_params.network
+        if not all_finite(net):
+            self.refused.append(f"epoch {append['epoch']}: weights not finite; last and best kept")
+            return
         self.saved.append(save_atomic(net, self.last_path, append, self.protect))
         value = append.get(self.metric)
+        if self.best_blocked:
+            self.refused.append(f"epoch {append['epoch']}: a loss was not finite; best not replaced")
+            return
         if value is not None and math.isfinite(value) and self._better(value):
             self.best = value
             self.saved.append(save_atomic(net, self.best_path, append, self.protect))

@@ -10,8 +10,10 @@ without a kernel.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
+import os
 import threading
 import time
 import uuid
@@ -22,10 +24,11 @@ from typing import Any
 import pandas as pd
 from mindspore.train import Callback
 
-from .history import History, read_jsonl
-from .plotting import render_png
+from .history import History, clean_record, json_line, read_jsonl
+from .plotting import CSS_WIDTH, render_png
 
 Overlay = "LiveCurves | History | pd.DataFrame | str | Path"
+PNG_METADATA = {"image/png": {"width": CSS_WIDTH}}  # drawn at 2x: shown at its CSS size, sharp
 
 
 def _in_kernel() -> bool:
@@ -119,6 +122,8 @@ class CurveView:
         chart = self.chart
         if chart is None:
             return
+        if self.embedded and not force:  # the embedding widget pushes steps together with its own status
+            return
         if not force and time.monotonic() - self._last_push < self._gap:
             return
         with self._lock:
@@ -165,13 +170,13 @@ class CurveView:
             return
         png = self.render()
         if self.handle is not None:
-            self.handle.update(self._png_bundle(png), raw=True)
+            self.handle.update(self._png_bundle(png), raw=True, metadata=PNG_METADATA)
             self.final_handle, self.handle = self.handle, None
 
     def restyle_final(self) -> None:
         """Redraw the static figure in place after a smoothing or log-scale change."""
         if self.final_handle is not None and not self.curves._training:
-            self.final_handle.update(self._png_bundle(self.render()), raw=True)
+            self.final_handle.update(self._png_bundle(self.render()), raw=True, metadata=PNG_METADATA)
 
 
 class LiveCurves(Callback):
@@ -180,7 +185,9 @@ class LiveCurves(Callback):
     Args:
         label: name of this run in legends and overlays.
         overlays: earlier runs drawn beside this one (LiveCurves, History, DataFrame, or a .csv/.jsonl path).
-        log_path: also append the records as JSON Lines to this file (read by ``follow``).
+        log_path: also append the records as JSON Lines to this file (read by ``follow``). Inside a job
+            started by ``ms_notebook.launch`` it defaults to the run's metrics file on rank 0, and every rank
+            honours the notebook's Stop (``runs/worker.py``).
         max_redraws_per_s: live chart update throttle (default 2 per second).
         smoothing: EMA factor for the step loss in [0, 1) with bias correction; 0 draws raw values.
         log_y: logarithmic loss axis.
@@ -218,6 +225,10 @@ class LiveCurves(Callback):
         self._epoch_losses: list[float] = []
         self._training = False
         self._listeners: list[Any] = []
+        self._job = _job_control()  # None outside an ms_notebook.launch job
+        self._hold = 0  # > 0 inside one_run(): several train() calls make one run
+        self._held_end = False
+        self.phase: str | None = None  # named in the "phase" record that starts the next held train() call
 
     # -- public readers ------------------------------------------------------------------------------
     @property
@@ -281,6 +292,26 @@ class LiveCurves(Callback):
         """Call ``listener(record)`` on the training thread for each record (keep it cheap)."""
         self._listeners.append(listener)
 
+    @contextlib.contextmanager
+    def one_run(self):
+        """Record several ``train``/``fit`` calls as one run: a "phase" record between them, one "end" after.
+
+        What ``Runner.fine_tune`` uses: the head-only epochs and the unfrozen epochs are one curve.
+        """
+        self._hold += 1
+        try:
+            yield self
+        finally:
+            self._hold -= 1
+            if not self._hold and self._held_end:
+                self._held_end = False
+                self._emit({"type": "end", "time": time.time(), "steps": len(self.history_obj)})
+                self.view.finish()
+
+    def remove_listener(self, listener: Any) -> None:
+        """Stop calling ``listener`` (a new list: a record being delivered on the training thread is safe)."""
+        self._listeners = [known for known in self._listeners if known is not listener]
+
     def _ipython_display_(self) -> None:
         """The live chart, with the static PNG beside it for front ends and exports without widgets."""
         from IPython.display import display
@@ -297,14 +328,14 @@ class LiveCurves(Callback):
         }
         if len(self.history_obj) and not self._training:
             bundle["image/png"] = base64.b64encode(self.view.render()).decode("ascii")
-        display(bundle, raw=True)
+        display(bundle, raw=True, metadata=PNG_METADATA if "image/png" in bundle else None)
 
     # -- recording -----------------------------------------------------------------------------------
     def _emit(self, record: dict[str, Any]) -> None:
         self._records.append(record)
         self.history_obj.apply(record)
         if self._log is not None:
-            self._log.write(json.dumps(record) + "\n")
+            self._log.write(json_line(record))  # strict JSON: a NaN loss is written as null
             now = time.monotonic()
             if record["type"] != "step" or now - self._log_flushed > 0.5:
                 self._log.flush()
@@ -318,13 +349,20 @@ class LiveCurves(Callback):
         if optimizer is None:
             return None
         try:
-            return float(optimizer.get_lr().asnumpy().reshape(-1)[0])
+            lr = optimizer.get_lr()
+            if isinstance(lr, tuple | list):  # parameter groups: the top (last block's) rate
+                return max(float(v.asnumpy().reshape(-1)[0]) for v in lr)
+            return float(lr.asnumpy().reshape(-1)[0])
         except Exception:
             return None
 
     def on_train_begin(self, run_context: Any) -> None:
         cb_params = run_context.original_args()
         self._training = True
+        if self._job is not None:
+            self._job.on_train_begin(run_context)
+            if self.log_path is None:
+                self.log_path = self._job.job.metrics_path
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "a" if self._records else "w", encoding="utf-8")  # noqa: SIM115
@@ -332,11 +370,15 @@ class LiveCurves(Callback):
             self._step_offset = int(self.history_obj.latest().get("step") or 0)
             self._epoch_offset = int(self.history_obj.latest().get("epoch") or 0)
         self._t0 = self._last_step_time = time.perf_counter()
-        self._emit({
-            "type": "begin", "label": self.history_obj.label, "time": time.time(),
+        sizes = {
             "epochs": int(getattr(cb_params, "epoch_num", 0) or 0),
             "steps_per_epoch": int(getattr(cb_params, "batch_num", 0) or 0),
-        })
+        }
+        if self._held_end:  # the next phase of one run (one_run())
+            self._held_end = False
+            self._emit({"type": "phase", "phase": self.phase or "", "time": time.time(), **sizes})
+        else:
+            self._emit({"type": "begin", "label": self.history_obj.label, "time": time.time(), **sizes})
         self.view.start()
 
     def on_train_epoch_begin(self, run_context: Any) -> None:
@@ -365,6 +407,8 @@ class LiveCurves(Callback):
             "steps_per_s": self._rate,
             "wall_time": now - self._t0,
         })
+        if self._job is not None:
+            self._job.on_train_step_end(run_context)
 
     def on_train_epoch_end(self, run_context: Any) -> None:
         cb_params = run_context.original_args()
@@ -389,6 +433,9 @@ class LiveCurves(Callback):
         if self._training:  # inside Model.fit: on_train_epoch_end records the results
             return
         cb_params = run_context.original_args()
+        total = int(getattr(cb_params, "batch_num", 0) or 0)
+        if total and int(getattr(cb_params, "cur_step_num", 0) or 0) < total:
+            return  # a stopped evaluation covers part of the data: not a point on the curves
         latest = self.history_obj.latest()
         values = {f"eval_{k}": _number(v) for k, v in (cb_params.get("metrics") or {}).items()}
         epoch, step = latest.get("epoch") or 0, latest.get("step") or 0
@@ -396,11 +443,27 @@ class LiveCurves(Callback):
 
     def on_train_end(self, run_context: Any) -> None:
         self._training = False
+        if self._hold:  # one_run(): the run goes on with the next train() call
+            self._held_end = True
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+            return
         self._emit({"type": "end", "time": time.time(), "steps": len(self.history_obj)})
         if self._log is not None:
             self._log.close()
             self._log = None
         self.view.finish()
+        if self._job is not None:
+            self._job.on_train_end(run_context)  # last checkpoint; after a stop request the process exits
+
+
+def _job_control() -> Any:
+    """The worker-side stop handling when this process is a rank of a ``launch`` job, else ``None``."""
+    from .worker import Job, JobControl
+
+    job = Job.current()
+    return JobControl(job) if job is not None else None
 
 
 def _number(value: Any) -> Any:
@@ -410,8 +473,20 @@ def _number(value: Any) -> Any:
         return value
 
 
+MAX_LINE_BYTES = 16 * 1024 * 1024  # a "line" longer than this without a newline is dropped as bad
+_HEAD_BYTES = 64  # the file's first bytes, compared on each poll to notice a rewrite in place
+
+
 class Follower:
-    """Tails a JSON-lines metric log written by another process and draws it live (see ``follow``)."""
+    """Tails a JSON-lines metric log written by another process and draws it live (see ``follow``).
+
+    It never dies on what the file holds: a line that is not UTF-8, not JSON, not an object, or has a field
+    of the wrong type is skipped and counted (``skipped``, ``last_skipped`` says why). Bytes are split into
+    lines before decoding, so a character cut across two writes is decoded whole. A file truncated and
+    rewritten (``truncations``) or replaced by a new one under the same name (``rotations``, the old one's
+    last lines read first) is followed from its start; a new file that begins with a "begin" record starts
+    a new run, the previous one kept as an overlay.
+    """
 
     def __init__(self, path: str | Path, timeout: float, poll_s: float, curves: LiveCurves) -> None:
         self.path = Path(path)
@@ -421,40 +496,132 @@ class Follower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reason: str | None = None  # why following ended: "end", "timeout", "stopped"
+        self.skipped = 0  # bad lines skipped
+        self.last_skipped: str | None = None
+        self.truncations = 0
+        self.rotations = 0
+        self.errors = 0  # unexpected errors while reading (the file vanished mid-read, ...), retried
+        self._handle: Any = None
+        self._identity: tuple[int, int] | None = None
+        self._offset = 0
+        self._buffer = b""
+        self._head = b""
+        self._fresh = False  # the file (re)started: a "begin" record there starts a new run
+        self._ended = False
 
     @property
     def history(self) -> pd.DataFrame:
         return self.curves.history
 
+    # -- reading -------------------------------------------------------------------------------------
+    def _bad(self, why: str) -> None:
+        self.skipped += 1
+        self.last_skipped = why
+
+    def _line(self, raw: bytes) -> None:
+        if self._ended or not raw.strip():
+            return
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            return self._bad("not UTF-8")
+        except ValueError:
+            return self._bad("not JSON")
+        record = clean_record(obj)
+        if record is None:
+            return self._bad("not a metric record (an object with a type, fields of the right types)")
+        if self._fresh:
+            self._fresh = False
+            if record["type"] == "begin" and len(self.curves.history_obj):
+                self.curves.new_run(record.get("label") or self.curves.history_obj.label)
+        try:
+            self.curves.history_obj.apply(record)
+        except Exception as exc:  # a record History cannot take: skip it like a bad line
+            return self._bad(f"{type(exc).__name__}: {exc}")
+        self.curves._records.append(record)
+        if record["type"] == "end":
+            self._ended = True
+
+    def _drain(self) -> bool:
+        """Read what the open file has beyond the offset; feed complete lines. True when bytes came."""
+        data = self._handle.read()
+        if not data:
+            return False
+        if self._offset < _HEAD_BYTES:  # the head holds the file's first bytes read so far
+            self._head += data[: _HEAD_BYTES - self._offset]
+        self._offset += len(data)
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for raw in lines:
+            self._line(raw)
+        if len(self._buffer) > MAX_LINE_BYTES:
+            self._buffer = b""
+            self._bad(f"a line longer than {MAX_LINE_BYTES} bytes")
+        return True
+
+    def _open(self, identity: tuple[int, int]) -> None:
+        self._handle = open(self.path, "rb")  # noqa: SIM115 - kept open between polls to finish a rotated file
+        self._identity = identity
+        self._restart()
+
+    def _restart(self) -> None:
+        self._offset, self._buffer, self._head, self._fresh = 0, b"", b"", True
+
+    def _close(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+        self._handle, self._identity = None, None
+
+    def _rewritten(self, size: int) -> bool:
+        """The open file is shorter than what was read, or its first bytes changed: rewritten in place."""
+        if size < self._offset:
+            return True
+        if not self._head:
+            return False
+        return os.pread(self._handle.fileno(), len(self._head), 0) != self._head
+
+    def poll(self) -> bool:
+        """Read once what is new (following truncation and rotation); True when bytes came."""
+        got = False
+        try:
+            st = os.stat(self.path)
+            identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            st, identity = None, None
+        if self._handle is not None and identity != self._identity:
+            got = self._drain()  # rotated or removed: finish the old file first
+            if self._buffer:  # its last line, even without a newline: nothing more comes to that file here
+                self._line(self._buffer)
+            self._close()
+            if identity is not None:
+                self.rotations += 1
+        elif self._handle is not None and st is not None and self._rewritten(st.st_size):
+            self.truncations += 1
+            self._handle.seek(0)
+            self._restart()
+        if self._handle is None and identity is not None:
+            self._open(identity)
+        if self._handle is not None:
+            got = self._drain() or got
+        return got
+
     def run(self) -> str:
         """Follow in this thread until the end record, ``timeout`` seconds without news, or stop()."""
-        offset, partial, last_news = 0, "", time.monotonic()
+        last_news = time.monotonic()
         self.curves.view.start()
         try:
             while not self._stop.is_set():
-                got = False
-                if self.path.exists():
-                    with open(self.path, encoding="utf-8") as handle:
-                        handle.seek(offset)
-                        chunk = handle.read()
-                        offset = handle.tell()
-                    if chunk:
-                        got = True
-                        lines = (partial + chunk).split("\n")
-                        partial = lines.pop()
-                        for line in lines:
-                            if not line.strip():
-                                continue
-                            try:
-                                record = json.loads(line)
-                            except json.JSONDecodeError:
-                                continue
-                            self.curves._records.append(record)
-                            self.curves.history_obj.apply(record)
-                            if record.get("type") == "end":
-                                self.reason = "end"
-                                return self.reason
-                        self.curves.view.update()
+                try:
+                    got = self.poll()
+                except Exception:  # never let the thread die: count it, try again next poll
+                    self.errors += 1
+                    got = False
+                if got:
+                    self.curves.view.update()
+                if self._ended:
+                    self.reason = "end"
+                    return self.reason
                 now = time.monotonic()
                 if got:
                     last_news = now
@@ -465,6 +632,7 @@ class Follower:
             self.reason = "stopped"
             return self.reason
         finally:
+            self._close()
             self.curves.view.finish()
 
     def start(self) -> Follower:

@@ -16,6 +16,11 @@ from typing import Any
 import pandas as pd
 
 STEP_COLUMNS = ("epoch", "step", "loss", "lr", "steps_per_s", "wall_time")
+# the JSON-lines schema: fields with a fixed type (anything else in an epoch record is a metric)
+_INT_FIELDS = frozenset({"epoch", "step", "epochs", "steps_per_epoch", "steps"})
+_NUMBER_FIELDS = frozenset({"loss", "lr", "steps_per_s", "wall_time", "time"})
+_TEXT_FIELDS = frozenset({"type", "label", "phase"})
+_BAD = object()
 
 
 class History:
@@ -112,6 +117,58 @@ class History:
         return history
 
 
+def _as_number(value: Any) -> Any:
+    """A JSON number as float (None for null or a non-finite value), or _BAD."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _BAD
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _as_int(value: Any) -> Any:
+    number = _as_number(value)
+    if number is _BAD or number is None:
+        return number
+    return int(number) if number.is_integer() else _BAD
+
+
+def clean_record(record: Any) -> dict[str, Any] | None:
+    """A metric record made safe for :class:`History`, or None when it is not one (a bad line).
+
+    It must be a JSON object with a string ``type``; the schema's integer, number and text fields must have
+    those types (``"step": "abc"`` makes the line bad). Non-finite numbers become None. In an epoch record
+    every other value is a metric: numbers are kept, anything else is dropped.
+    """
+    if not isinstance(record, dict) or not isinstance(record.get("type"), str):
+        return None
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if not isinstance(key, str):
+            return None
+        if key in _INT_FIELDS:
+            value = _as_int(value)
+        elif key in _NUMBER_FIELDS:
+            value = _as_number(value)
+        elif key in _TEXT_FIELDS:
+            value = value if isinstance(value, str) else _BAD
+        elif record["type"] == "epoch":
+            value = _as_number(value)
+            if value is _BAD:
+                continue
+        if value is _BAD:
+            return None
+        out[key] = value
+    return out
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """One record as strict JSON (non-finite numbers written as null), newline-terminated."""
+    safe = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+    return json.dumps(safe, allow_nan=False) + "\n"
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -119,13 +176,16 @@ def _clean(value: Any) -> Any:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """All complete records of a JSON-lines metric log (a half-written last line is skipped)."""
+    """All good records of a JSON-lines metric log; bad lines and a half-written last line are skipped."""
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.endswith("\n"):
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
+    with open(path, "rb") as handle:
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                continue
+            try:
+                record = clean_record(json.loads(raw.decode("utf-8")))
+            except ValueError:  # not UTF-8 or not JSON
+                continue
+            if record is not None:
+                records.append(record)
     return records

@@ -3,13 +3,24 @@
 Widgets never train: they call ``Runner`` methods and read its state. Everything the widgets show is collected
 by callbacks on the training thread (in PYNATIVE mode, reading parameters from another thread blocks for a
 step).
+
+Runs never lie:
+- one run at a time: starting is atomic (a lock), so two threads cannot both start (MindSpore would crash);
+- ``run_dir`` is checked writable before training, not after the first epoch;
+- a non-finite loss stops the run after that step with a message saying where and what to do
+  (``stop_on_nonfinite=False`` trains on), and no checkpoint is written from non-finite weights;
+- an evaluation stopped early returns its metrics marked ``partial`` and does not replace ``last_eval``.
+
+fastai's tools, on the same state: ``fine_tune`` (head first, then everything at lower, discriminative
+rates, as one run), ``find_lr`` (:mod:`ms_notebook.runs.lr_finder`) and ``interpret``
+(:mod:`ms_notebook.runs.interpret`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
-import time
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -19,16 +30,41 @@ import mindspore
 import pandas as pd
 from mindspore.train import Callback, Model
 
-from .checkpoints import RunCheckpoints
+from .checkpoints import RunCheckpoints, check_writable
 from .curves import LiveCurves
 from .devices import DeviceError, available_devices, select_device
+from .inplace import assign
+from .progress import RunProgress
 
 IDLE, EVALUATING, TRAINING, STOPPING = "idle", "evaluating", "training", "stopping"
+FINDING_LR = "finding lr"
 MODES = {"graph": mindspore.GRAPH_MODE, "pynative": mindspore.PYNATIVE_MODE}
 
 
 class RunError(RuntimeError):
     """A run failed; the original exception is ``__cause__`` and its traceback is in ``Runner.error_text``."""
+
+
+class NonFiniteLossError(RunError):
+    """The training loss became NaN or infinite; the run stopped after that step."""
+
+
+class EvalResult(dict):
+    """Metrics of ``evaluate()``; ``partial`` when stopped before the end (``batches`` of ``total``)."""
+
+    def __init__(self, metrics: dict[str, Any], partial: bool = False, batches: int = 0, total: int = 0):
+        super().__init__(metrics)
+        self.partial, self.batches, self.total = partial, batches, total
+
+    def __repr__(self) -> str:
+        note = f" (partial: {self.batches} of {self.total} batches)" if self.partial else ""
+        return f"{dict.__repr__(self)}{note}"
+
+
+def _loss_value(outputs: Any) -> float:
+    if isinstance(outputs, tuple | list):
+        outputs = outputs[0]
+    return float(outputs.asnumpy()) if hasattr(outputs, "asnumpy") else float(outputs)
 
 
 class _Control(Callback):
@@ -40,26 +76,41 @@ class _Control(Callback):
 
     def on_train_begin(self, run_context: Any) -> None:
         cb_params = run_context.original_args()
-        self.runner._progress.update(
-            step=0, total=int(cb_params.epoch_num) * int(cb_params.batch_num), epoch=0,
-            epochs=int(cb_params.epoch_num), started=time.perf_counter(),
+        latest = self.runner.curves.history_obj.latest()  # the curves number epochs and steps cumulatively
+        self.runner._progress.begin(
+            int(cb_params.epoch_num), int(cb_params.batch_num),
+            epoch_offset=int(latest.get("epoch") or 0), step_offset=int(latest.get("step") or 0),
         )
 
     def on_train_epoch_begin(self, run_context: Any) -> None:
-        self.runner._progress["epoch"] = int(run_context.original_args().cur_epoch_num)
+        self.runner._progress.epoch_begins(int(run_context.original_args().cur_epoch_num))
 
     def on_train_step_end(self, run_context: Any) -> None:
-        progress = self.runner._progress
-        progress["step"] += 1
-        progress["now"] = time.perf_counter()
-        if self.runner._stop.is_set():
+        runner = self.runner
+        runner._progress.step_ends()
+        cb_params = run_context.original_args()
+        loss = _loss_value(cb_params.net_outputs)
+        if not math.isfinite(loss):
+            runner._nonfinite.append({
+                "epoch": int(cb_params.cur_epoch_num), "step": int(cb_params.cur_step_num),
+                "loss": loss, "lr": runner.learning_rate(),
+            })
+            if runner.checkpoints is not None:
+                runner.checkpoints.best_blocked = True
+            if runner.stop_on_nonfinite:
+                run_context.request_stop()
+        if runner._stop.is_set():
             run_context.request_stop()
-        self.runner._notify("step")
+        runner._notify("step")
 
     def on_train_epoch_end(self, run_context: Any) -> None:
         self.runner._notify("epoch")
 
+    def on_eval_begin(self, run_context: Any) -> None:
+        self.runner._eval_count = [0, int(run_context.original_args().batch_num or 0)]
+
     def on_eval_step_end(self, run_context: Any) -> None:
+        self.runner._eval_count[0] += 1
         if self.runner.state == EVALUATING and self.runner._stop.is_set():
             run_context.request_stop()
 
@@ -68,7 +119,9 @@ class Runner:
     """Evaluate and fine-tune ``net`` on ``Model``; ``start_fit`` trains in the background, ``stop`` ends it.
 
     ``train_data``/``eval_data`` are MindSpore datasets or zero-argument factories that return fresh ones
-    (preferred: a dataset object cannot be reused by a second ``Model``).
+    (preferred: a dataset object cannot be reused by a second ``Model``). ``plan`` (the ``TransferPlan``
+    applied to ``net``) and ``optimizer_factory`` (``lambda params: nn.Momentum(params, 0.01, 0.9)``) let
+    ``fine_tune`` freeze, unfreeze and rebuild the optimizer; the factory defaults to the plan's.
     """
 
     def __init__(
@@ -84,6 +137,10 @@ class Runner:
         run_dir: str | Path | None = None,
         checkpoint_metric: str = "accuracy",
         source_checkpoint: str | Path | None = None,
+        plan: Any = None,
+        optimizer_factory: Callable[[Any], Any] | None = None,
+        stop_on_nonfinite: bool = True,
+        class_names: list[str] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be 'graph' or 'pynative', got {mode!r}")
@@ -96,16 +153,26 @@ class Runner:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.checkpoint_metric = checkpoint_metric
         self.source_checkpoint = source_checkpoint
+        self.plan = plan
+        self.optimizer_factory = optimizer_factory
+        self.stop_on_nonfinite = stop_on_nonfinite
+        self.class_names = class_names
         self.model: Model | None = None
         self.state = IDLE
         self.error: BaseException | None = None
         self.error_text: str | None = None
+        self.notice: str | None = None  # something the last run wants said that is not an error
         self.last_eval: dict[str, float] | None = None
+        self.last_lr_find: Any = None  # LRFinderResult of the last find_lr()
+        self.last_interpretation: Any = None  # Interpretation of the last interpret()
         self.checkpoints: RunCheckpoints | None = None
         self._stop = threading.Event()
+        self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[str, Runner], None]] = []
-        self._progress: dict[str, Any] = {"step": 0, "total": 0, "epoch": 0, "epochs": 0}
+        self._progress = RunProgress()
+        self._nonfinite: list[dict[str, Any]] = []
+        self._eval_count = [0, 0]
         self._started_runtime = False
         self._device: str | None = None
 
@@ -124,20 +191,18 @@ class Runner:
         return {
             "evaluate": idle and self.eval_data is not None,
             "fit": idle and self.train_data is not None,
-            "stop": self.state in (TRAINING, EVALUATING),
+            "stop": self.state in (TRAINING, EVALUATING, FINDING_LR),
             "device": idle and not self._started_runtime,
         }
 
+    def can_fine_tune(self) -> bool:
+        """Whether ``fine_tune`` has what it needs: an optimizer factory (given, or the plan's)."""
+        return self._factory() is not None
+
     def progress(self) -> dict[str, Any]:
-        """Step, total, fraction, steps per second and ETA of the current or last fit."""
-        p = dict(self._progress)
-        step, total = p.get("step", 0), p.get("total", 0)
-        elapsed = max(p.get("now", 0.0) - p.get("started", 0.0), 0.0) if step else 0.0
-        rate = step / elapsed if elapsed > 0 else 0.0
-        p["fraction"] = step / total if total else 0.0
-        p["steps_per_s"] = rate
-        p["eta_s"] = (total - step) / rate if rate > 0 else None
-        return p
+        """Step, total, fraction, moving-window steps per second and ETA of the current or last fit, and the
+        epochs it covers in the cumulative history (see ``ms_notebook.runs.progress``)."""
+        return self._progress.snapshot()
 
     def add_listener(self, listener: Callable[[str, Runner], None]) -> None:
         """Call ``listener(event, runner)`` on "state", "step" (training thread), "epoch" and "error"."""
@@ -170,23 +235,37 @@ class Runner:
         self._device = select_device(target)
         return self._device
 
+    def _lr_params(self) -> list[Any]:
+        """The optimizer's distinct learning-rate Parameters: one, or one per parameter group."""
+        param = getattr(self.optimizer, "learning_rate", None)
+        if getattr(self.optimizer, "dynamic_lr", False) or param is None:
+            return []
+        if isinstance(param, mindspore.Parameter):
+            return [param]
+        params = list({id(p): p for p in param}.values()) if isinstance(param, Iterable) else []
+        return params if all(isinstance(p, mindspore.Parameter) for p in params) else []
+
     def set_learning_rate(self, lr: float) -> None:
-        """Set a fixed learning rate on the optimizer (between runs)."""
+        """Set a fixed learning rate on the optimizer (between runs); with parameter groups, the top rate
+        (the other groups keep their ratio to it)."""
         if self.state == TRAINING:
             raise RuntimeError("cannot change the learning rate while training")
         if not lr > 0:
             raise ValueError(f"learning rate must be positive, got {lr}")
-        param = getattr(self.optimizer, "learning_rate", None)
-        if getattr(self.optimizer, "dynamic_lr", False) or not isinstance(param, mindspore.Parameter):
+        params = self._lr_params()
+        if not params:
             raise ValueError("the optimizer uses a learning-rate schedule; set the schedule when building it")
-        param.set_data(mindspore.Tensor(lr, param.dtype))
+        values = [float(p.asnumpy().reshape(-1)[0]) for p in params]
+        top = max(values)
+        for param, value in zip(params, values, strict=True):
+            assign(param, lr * (value / top if top > 0 else 1.0))  # set_data is ignored in PYNATIVE
 
     def learning_rate(self) -> float | None:
-        """The optimizer's fixed learning rate (read between runs)."""
-        param = getattr(self.optimizer, "learning_rate", None)
-        if isinstance(param, mindspore.Parameter):
-            return float(param.asnumpy().reshape(-1)[0])
-        return None
+        """The optimizer's fixed learning rate (the top one with parameter groups), read between runs."""
+        params = self._lr_params()
+        if not params:
+            return None
+        return max(float(p.asnumpy().reshape(-1)[0]) for p in params)
 
     # -- running -------------------------------------------------------------------------------------
     def _ensure_model(self) -> Model:
@@ -213,24 +292,41 @@ class Runner:
         raise TypeError(f"{what} data must be a MindSpore dataset or a factory returning one")
 
     def _begin(self, state: str) -> None:
-        if self.running:
-            raise RuntimeError(f"a run is already in progress ({self.state}); stop it first")
+        with self._start_lock:  # check-and-set in one step: two threads cannot both start
+            if self.running:
+                raise RuntimeError(f"a run is already in progress ({self.state}); stop it first")
+            self.state = state
         self._stop.clear()
         self.error = None
         self.error_text = None
-        self._set_state(state)
+        self.notice = None
+        self._notify("state")
+
+    def _check_run_dir(self) -> None:
+        if self.run_dir is not None:
+            try:
+                check_writable(self.run_dir)
+            except OSError as error:
+                raise RunError(str(error)) from error
 
     def _fail(self, error: BaseException) -> None:
         self.error = error
         self.error_text = "".join(traceback.format_exception(error))
         self._notify("error")
 
-    def _evaluate(self) -> dict[str, float]:
+    def _evaluate(self) -> EvalResult:
         model = self._ensure_model()
-        results = model.eval(self._dataset(self.eval_data, "eval"), callbacks=[self.curves, _Control(self)])
-        if not self._stop.is_set():
-            self.last_eval = {k: float(v) for k, v in results.items()}
-        return results
+        self._eval_count = [0, 0]
+        results = model.eval(self._dataset(self.eval_data, "eval"), callbacks=[_Control(self), self.curves])
+        done, total = self._eval_count
+        partial = self._stop.is_set() and (not total or done < total)
+        metrics = EvalResult({k: float(v) for k, v in results.items()}, partial, done, total)
+        if partial:
+            self.notice = (f"evaluation stopped after {done} of {total or '?'} batches: its metrics cover "
+                           "part of the data (marked partial, not kept as the last evaluation)")
+        else:
+            self.last_eval = dict(metrics)
+        return metrics
 
     def _fit(self, epochs: int) -> None:
         if int(epochs) < 1:
@@ -242,10 +338,30 @@ class Runner:
                 self.checkpoints = RunCheckpoints(
                     self.run_dir, self.checkpoint_metric, source=self.source_checkpoint
                 )
+            self.checkpoints.best_blocked = False
             callbacks.append(self.checkpoints)
         train = self._dataset(self.train_data, "train")
         valid = self._dataset(self.eval_data, "eval") if self.eval_data is not None else None
+        self._nonfinite = []
         model.fit(int(epochs), train, valid_dataset=valid, callbacks=callbacks, dataset_sink_mode=False)
+        self._after_fit()
+
+    def _after_fit(self) -> None:
+        """Say what a non-finite loss did to the run (raise when it stopped it)."""
+        if not self._nonfinite:
+            return
+        first = self._nonfinite[0]
+        lr = f" (learning rate {first['lr']:.3g})" if first.get("lr") else ""
+        where = f"epoch {first['epoch']}, step {first['step']}{lr}"
+        if self.stop_on_nonfinite:
+            raise NonFiniteLossError(
+                f"the training loss became {first['loss']} at {where}: training stopped after that step. "
+                "The weights are probably no longer finite: lower the learning rate and apply the plan again "
+                "(or reload a checkpoint). No checkpoint was written from these weights. "
+                "Runner(stop_on_nonfinite=False) trains on regardless."
+            )
+        self.notice = (f"the training loss was not finite at {len(self._nonfinite)} steps, first at {where}; "
+                       "training went on (stop_on_nonfinite=False)")
 
     def _run(self, state: str, job: Callable[[], Any], reraise: bool) -> Any:
         try:
@@ -253,6 +369,8 @@ class Runner:
         except BaseException as error:  # kept and shown; the kernel lives on
             self._fail(error)
             if reraise:
+                if isinstance(error, RunError):
+                    raise
                 raise RunError(f"{state} failed: {type(error).__name__}: {error}") from error
             return None
         finally:
@@ -261,13 +379,14 @@ class Runner:
                 self.curves.view.finish()
             self._set_state(IDLE)
 
-    def evaluate(self) -> dict[str, float]:
-        """Evaluate on ``eval_data`` and return the metrics (blocking)."""
+    def evaluate(self) -> EvalResult:
+        """Evaluate on ``eval_data`` and return the metrics (blocking); ``.partial`` when stopped early."""
         self._begin(EVALUATING)
         return self._run(EVALUATING, self._evaluate, reraise=True)
 
     def fit(self, epochs: int = 1) -> pd.DataFrame:
         """Fine-tune for ``epochs`` (blocking); returns the history."""
+        self._check_run_dir()
         self._begin(TRAINING)
         self._run(TRAINING, lambda: self._fit(epochs), reraise=True)
         return self.history
@@ -281,6 +400,7 @@ class Runner:
 
     def start_fit(self, epochs: int = 1) -> threading.Thread:
         """Fine-tune in a background thread; the kernel stays responsive. Errors land in ``error``."""
+        self._check_run_dir()
         self.curves.view.show()
         return self._start(TRAINING, lambda: self._fit(epochs))
 
@@ -302,5 +422,120 @@ class Runner:
             if self._thread.is_alive():
                 return False
         if self.error is not None:
+            if isinstance(self.error, RunError):
+                raise type(self.error)(str(self.error)) from self.error
             raise RunError(f"the run failed: {type(self.error).__name__}: {self.error}") from self.error
         return True
+
+    # -- fastai's tools ------------------------------------------------------------------------------
+    def _factory(self) -> Callable[[Any], Any] | None:
+        return self.optimizer_factory or getattr(self.plan, "optimizer_factory", None)
+
+    def _phase_plan(self) -> Any:
+        """The plan fine_tune freezes and unfreezes: the one given, or one over the network's own weights."""
+        if self.plan is None:
+            from ms_notebook.transfer import TransferPlan
+
+            # the network's current weights are "the pretrained ones": everything matches and nothing is read
+            self.plan = TransferPlan(self.net, {p.name: p for p in self.net.get_parameters()})
+        return self.plan
+
+    def _use(self, report: Any) -> None:
+        """Train with the optimizer a plan just built (a new Model: it compiles the new step)."""
+        self.optimizer = report.optimizer
+        self.model = None
+
+    def _fine_tune(self, epochs: int, freeze_epochs: int, lr: float | None, lr_mult: float) -> None:
+        from ms_notebook.transfer.plan import TransferError
+
+        factory = self._factory()
+        plan = self._phase_plan()
+        base = lr if lr is not None else self.learning_rate()
+        if base is None or not base > 0:
+            raise ValueError("fine_tune needs a learning rate: fine_tune(epochs, lr=0.01)")
+        with self.curves.one_run():
+            if freeze_epochs:
+                plan.freeze_backbone()
+                if not plan.trainable:  # nothing is new (same classes): the last block is the head
+                    plan.train_last(1)
+                try:
+                    self._use(plan.apply(optimizer=factory, lr=base, load=False))
+                except TransferError as error:
+                    raise RunError(f"fine_tune could not freeze the backbone: {error}") from error
+                self.curves.phase = "head only"
+                self._fit(freeze_epochs)
+                if self._stop.is_set():
+                    return
+            plan.unfreeze_all()
+            top = base / 2.0
+            self._use(plan.apply(optimizer=factory, lr=slice(top / lr_mult, top), load=False))
+            self.curves.phase = "unfrozen"
+            self._fit(epochs)
+
+    def _check_fine_tune(self, epochs: int, freeze_epochs: int) -> None:
+        if self._factory() is None:
+            raise RunError("fine_tune rebuilds the optimizer after freezing: give Runner(..., "
+                           "optimizer_factory=lambda params: nn.Momentum(params, 0.01, 0.9)) or a plan "
+                           "applied with an optimizer factory")
+        if int(epochs) < 1 or int(freeze_epochs) < 0:
+            raise ValueError(f"fine_tune needs epochs >= 1, freeze_epochs >= 0: {epochs}, {freeze_epochs}")
+        self._check_run_dir()
+
+    def fine_tune(self, epochs: int, freeze_epochs: int = 1, lr: float | None = None,
+                  lr_mult: float = 100.0) -> pd.DataFrame:
+        """fastai's ``fine_tune`` (blocking): ``freeze_epochs`` with the backbone frozen (the head at ``lr``),
+        then ``epochs`` with everything unfrozen at discriminative rates from ``lr / 2 / lr_mult`` (first
+        block) to ``lr / 2`` (last), as one run on the curves. ``lr`` defaults to the optimizer's rate."""
+        self._check_fine_tune(epochs, freeze_epochs)
+        self._begin(TRAINING)
+        job = lambda: self._fine_tune(int(epochs), int(freeze_epochs), lr, lr_mult)  # noqa: E731
+        self._run(TRAINING, job, reraise=True)
+        return self.history
+
+    def start_fine_tune(self, epochs: int, freeze_epochs: int = 1, lr: float | None = None,
+                        lr_mult: float = 100.0) -> threading.Thread:
+        """``fine_tune`` in a background thread."""
+        self._check_fine_tune(epochs, freeze_epochs)
+        self.curves.view.show()
+        return self._start(TRAINING, lambda: self._fine_tune(int(epochs), int(freeze_epochs), lr, lr_mult))
+
+    def _find_lr(self, start_lr: float, end_lr: float, steps: int, diverge: float) -> Any:
+        from .lr_finder import find_lr
+
+        result = find_lr(self._ensure_model(), self.net, self.optimizer, lambda: self._dataset(
+            self.train_data, "train"), start_lr, end_lr, steps, diverge, should_stop=self._stop.is_set)
+        self.last_lr_find = result
+        return result
+
+    def find_lr(self, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 50,
+                diverge: float = 4.0) -> Any:
+        """The learning-rate finder (blocking): ``steps`` training steps at exponentially growing rates,
+        stopped when the loss diverges; weights and optimizer state are restored afterwards. Returns an
+        ``LRFinderResult`` (curve, ``suggestion``, plot)."""
+        self._begin(FINDING_LR)
+        return self._run(FINDING_LR, lambda: self._find_lr(start_lr, end_lr, steps, diverge), reraise=True)
+
+    def start_find_lr(self, **kwargs: Any) -> threading.Thread:
+        """``find_lr`` in a background thread; the result lands in ``last_lr_find``."""
+        return self._start(FINDING_LR, lambda: self._find_lr(**{
+            "start_lr": 1e-6, "end_lr": 10.0, "steps": 50, "diverge": 4.0, **kwargs}))
+
+    def _interpret(self, top_k: int) -> Any:
+        from .interpret import interpret
+
+        mindspore.set_context(mode=MODES[self.mode])
+        self._started_runtime = True
+        result = interpret(self.net, self._dataset(self.eval_data, "eval"), self.class_names,
+                           keep=max(36, top_k), should_stop=self._stop.is_set)
+        self.last_interpretation = result
+        return result
+
+    def interpret(self, top_k: int = 9) -> Any:
+        """Confusion matrix, per-class accuracy and top losses on ``eval_data`` (blocking): an
+        ``Interpretation`` with DataFrames (``confusion()``, ``per_class()``, ``top_losses()``)."""
+        self._begin(EVALUATING)
+        return self._run(EVALUATING, lambda: self._interpret(top_k), reraise=True)
+
+    def start_interpret(self, top_k: int = 9) -> threading.Thread:
+        """``interpret`` in a background thread; the result lands in ``last_interpretation``."""
+        return self._start(EVALUATING, lambda: self._interpret(top_k))

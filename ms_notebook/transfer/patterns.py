@@ -4,7 +4,9 @@ A pattern is read as:
 - ``re:…`` or ``/…/``: a regular expression, searched in each parameter name;
 - anything with ``*``, ``?`` or ``[``: a glob over the full name (``block1.*``);
 - an exact parameter name (``head.weight``);
-- a cell path (``block1`` or ``block2.bn``): every parameter below it.
+- a cell path (``block1`` or ``block2.bn``): every parameter below it. A path of the network's cell hierarchy
+  (``layers.2``) also selects the parameters of that cell when their names do not follow it (Swin and RegNet
+  in mindcv name every stage's parameters under ``0.``).
 
 A pattern that selects nothing is an error listing the closest names (difflib), so typos never pass silently.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 
 class PatternError(ValueError):
@@ -29,8 +31,13 @@ def _regex(pattern: str) -> re.Pattern[str] | None:
     return None
 
 
-def match_one(pattern: str, names: Sequence[str]) -> list[str]:
-    """Names (in network order) selected by one pattern; empty when it selects nothing."""
+def match_one(
+    pattern: str, names: Sequence[str], cells: Mapping[str, Sequence[str]] | None = None
+) -> list[str]:
+    """Names (in network order) selected by one pattern; empty when it selects nothing.
+
+    ``cells`` maps cell paths to the names of their parameters, for cell paths that names do not follow.
+    """
     if not isinstance(pattern, str) or not pattern:
         raise PatternError(f"a selection pattern must be a non-empty string, got {pattern!r}")
     try:
@@ -42,7 +49,11 @@ def match_one(pattern: str, names: Sequence[str]) -> list[str]:
     if any(ch in pattern for ch in "*?["):
         return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
     prefix = pattern.rstrip(".") + "."
-    return [n for n in names if n == pattern or n.startswith(prefix)]
+    hits = [n for n in names if n == pattern or n.startswith(prefix)]
+    if not hits and cells and pattern.rstrip(".") in cells:
+        below = set(cells[pattern.rstrip(".")])
+        hits = [n for n in names if n in below]
+    return hits
 
 
 def cell_paths(names: Iterable[str]) -> list[str]:
@@ -55,13 +66,15 @@ def cell_paths(names: Iterable[str]) -> list[str]:
     return list(seen)
 
 
-def select(patterns: Iterable[str], names: Sequence[str]) -> list[str]:
+def select(
+    patterns: Iterable[str], names: Sequence[str], cells: Mapping[str, Sequence[str]] | None = None
+) -> list[str]:
     """Union of the names ``patterns`` select, in network order; ``PatternError`` for a dead pattern."""
     chosen: set[str] = set()
     for pattern in patterns:
-        hits = match_one(pattern, names)
+        hits = match_one(pattern, names, cells)
         if not hits:
-            candidates = [*names, *cell_paths(names)]
+            candidates = list(dict.fromkeys([*names, *cell_paths(names), *(cells or ())]))
             close = difflib.get_close_matches(
                 pattern.strip("/").removeprefix("re:"), candidates, n=5, cutoff=0.5
             )

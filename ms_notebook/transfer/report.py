@@ -14,7 +14,9 @@ class TransferReport:
     """Per-parameter outcome: loaded or skipped (with reason), frozen or trainable; plus the optimizer.
 
     ``optimizer`` is the optimizer the plan built over the trainable parameters (``None`` without a factory);
-    ``optimizer_state`` lists each optimizer state entry as loaded, dropped (with reason) or kept.
+    ``optimizer_state`` lists each optimizer state entry as loaded, dropped (with reason) or kept;
+    ``param_groups`` the optimizer's parameter groups when ``apply(lr=...)`` gave one rate per block
+    (``block``, ``lr``, ``tensors``, ``weight_decay``).
     """
 
     rows: list[dict[str, Any]]
@@ -22,6 +24,7 @@ class TransferReport:
     optimizer_state: list[dict[str, str]] = field(default_factory=list)
     frozen_batchnorm: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    param_groups: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def loaded(self) -> list[str]:
@@ -108,6 +111,13 @@ class TransferReport:
             if dropped:
                 more = "…" if len(dropped) > 4 else ""
                 text += f", {len(dropped)} dropped ({', '.join(sorted(dropped)[:4])}{more})"
+        if self.param_groups:
+            rates = [g["lr"] for g in self.param_groups]
+            blocks = len(dict.fromkeys(g["block"] for g in self.param_groups))
+            text += (
+                f"; learning rates {min(rates):.3g} … {max(rates):.3g} over {blocks} blocks "
+                f"({len(self.param_groups)} parameter groups)"
+            )
         return text
 
     def __repr__(self) -> str:
@@ -127,9 +137,14 @@ class TransferReport:
             cls = "skipped" if r["action"] == "skipped" else "loaded"
             cells = "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in cols)
             body.append(f"<tr class='ms-transfer-{cls}'>{cells}</tr>")
+        # cells wrap at spaces, long names and reasons anywhere, so all nine columns fit a narrow output
         style = (
-            "<style>.ms-transfer-report{overflow-x:auto}.ms-transfer-report td,.ms-transfer-report th"
-            "{white-space:nowrap;padding:1px 8px}.ms-transfer-report tr.ms-transfer-skipped td"
+            "<style>.ms-transfer-report table{font-size:90%}"  # 11.7 px in JupyterLab's default theme
+            ".ms-transfer-report td,.ms-transfer-report th{white-space:normal;padding:1px 3px;"
+            "text-align:left;vertical-align:top}.ms-transfer-report td:first-child,.ms-transfer-report "
+            "td:nth-child(6),.ms-transfer-report td:nth-child(8){overflow-wrap:anywhere}"
+            ".ms-transfer-report td:last-child"
+            "{text-align:right}.ms-transfer-report tr.ms-transfer-skipped td"
             "{color:var(--jp-warn-color0,#e65100)}</style>"
         )
         return (

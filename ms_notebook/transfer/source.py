@@ -19,6 +19,7 @@ class CheckpointSource:
 
     def __init__(self, checkpoint: Any) -> None:
         self.path: str | None = None
+        self.format: str | None = None  # "ckpt" or "safetensors" for a file; None for a dict
         self._dict: Mapping[str, Any] | None = None
         self._ck: Any = None
         if isinstance(checkpoint, str | os.PathLike):
@@ -26,12 +27,14 @@ class CheckpointSource:
 
             self._ck = open_checkpoint(Path(checkpoint))
             self.path = str(checkpoint)
+            self.format = getattr(self._ck, "format", None)
         elif isinstance(checkpoint, Mapping):
             self._dict = checkpoint
         elif hasattr(checkpoint, "entries") and hasattr(checkpoint, "__getitem__"):
             self._ck = checkpoint
             path = getattr(checkpoint, "path", None)
             self.path = str(path) if path is not None else None
+            self.format = getattr(checkpoint, "format", None)
         else:
             raise TypeError(
                 "checkpoint must be a path, an ms_notebook Checkpoint or a dict from "
@@ -59,6 +62,17 @@ class CheckpointSource:
                 continue
             out[info.name] = tuple(int(d) for d in shape)
         return out
+
+    def weight_names(self) -> list[str]:
+        """Names of the network weights in the checkpoint: optimizer state and appended values left out."""
+        if self._dict is None:
+            return [e.name for e in self._ck.entries if getattr(e, "group", "weights") == "weights"]
+        from ms_notebook.checkpoint.groups import WEIGHTS, classify
+
+        shapes = self.shapes()  # the same grouping as the index: state is known by its relation to weights
+        names = list(shapes)
+        groups = classify(names, ["tensor"] * len(names), [shapes[n] for n in names])
+        return [n for n, group in zip(names, groups, strict=True) if group == WEIGHTS]
 
     def tensor(self, name: str):
         """Read one tensor as a ``mindspore.Tensor`` in the dtype it was saved with (bfloat16 included)."""
