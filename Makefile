@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 8888
 export GLOG_v ?= 3
 
-.PHONY: lab test lint bench chromium clean
+.PHONY: lab test test-oldest lint bench chromium clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,34 @@ lint: $(VENV)/.installed
 test: $(VENV)/.installed chromium lint
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
+# The MindSpore-facing tests (transfer, runs, launch, set merge and MindSpore's merge references) against the oldest MindSpore the package supports, in a
+# second venv. It reuses the extension that `make test` built (SKIP_JUPYTER_BUILDER): only Python changes.
+OLDEST_MINDSPORE ?= 2.7.0
+VENV_OLDEST := .venv-oldest
+MINDSPORE_TESTS := tests/test_transfer_plan.py tests/test_transfer_training.py tests/test_transfer_script.py \
+                   tests/test_runner.py tests/test_curves.py tests/test_run_checkpoints.py tests/test_devices.py \
+                   tests/test_worker.py tests/test_launch.py \
+                   tests/test_checkpoint_sets_ranks.py tests/test_checkpoint_sets_use.py
+$(VENV_OLDEST)/.installed: $(VENV)/.installed pyproject.toml
+	$(PYTHON) -m venv $(VENV_OLDEST)
+	$(VENV_OLDEST)/bin/python -m pip install --quiet --upgrade pip
+	SKIP_JUPYTER_BUILDER=1 $(VENV_OLDEST)/bin/python -m pip install --quiet -e ".[test]" "mindspore==$(OLDEST_MINDSPORE)"
+	touch $@
+
+test-oldest: $(VENV_OLDEST)/.installed
+	$(VENV_OLDEST)/bin/python -c "import mindspore; print('MindSpore', mindspore.__version__)"
+	$(VENV_OLDEST)/bin/python -m pytest $(MINDSPORE_TESTS) $(PYTEST_ARGS)
+
+# The README's screenshots, taken by the layout browser test at 1440x900 (and 1024x700 with the side panel).
+screenshots: $(VENV)/.installed chromium
+	$(BIN)/python -m pytest tests/browser/test_layout.py -q
+	cp test-artifacts/readme/studio-browse.png docs/images/browser.png
+	cp test-artifacts/readme/studio-transfer.png docs/images/transfer.png
+	cp test-artifacts/readme/studio-run.png docs/images/studio.png
+	cp test-artifacts/readme/studio-narrow-dark.png docs/images/studio-narrow-dark.png
+
 bench: $(VENV)/.installed
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build dist ms_notebook/labextension labextension/lib labextension/node_modules test-artifacts
+	rm -rf $(VENV) $(VENV_OLDEST) build dist ms_notebook/labextension labextension/lib labextension/node_modules test-artifacts

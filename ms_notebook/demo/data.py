@@ -20,6 +20,10 @@ A MindSpore dataset object cannot be used by a second ``Model`` (it raises), so 
     train, evaluate = demo.datasets("transfer", batch_size=16)
     model.train(3, train())
     model.eval(evaluate())
+
+For data-parallel training each rank reads its own shard: ``num_shards=get_group_size(),
+shard_id=get_rank()``. The shards are disjoint slices of the same shuffled order (the same ``seed`` on every
+rank), padded by wrap-around to equal sizes, so every rank runs the same number of steps.
 """
 
 from __future__ import annotations
@@ -109,35 +113,55 @@ def dataset(
     shuffle: bool | None = None,
     shots: int | None = None,
     seed: int = 0,
+    num_shards: int | None = None,
+    shard_id: int | None = None,
 ):
     """A fresh ``mindspore.dataset`` of ``task``'s ``split`` with columns ``image`` and ``label``.
 
     Training splits are shuffled by default (deterministically, with ``seed``: the order is drawn in NumPy, so
     the global MindSpore dataset seed is never touched); test splits are not. The last partial batch is kept.
+    ``num_shards``/``shard_id``: only this rank's shard (every ``num_shards``-th image of the order, from
+    ``shard_id``; shards padded to equal sizes).
     """
     import mindspore.dataset as ds
 
+    _check_shard(num_shards, shard_id)
     x, y = arrays(task, split, shots)
     if shuffle is None:
         shuffle = split == "train"
     if shuffle:
         order = np.random.default_rng(seed).permutation(len(y))
         x, y = x[order], y[order]
-    data = ds.NumpySlicesDataset({"image": x, "label": y}, shuffle=False)
+    data = ds.NumpySlicesDataset(
+        {"image": x, "label": y}, shuffle=False, num_shards=num_shards, shard_id=shard_id
+    )
     return data.batch(batch_size, drop_remainder=False)
 
 
+def _check_shard(num_shards: int | None, shard_id: int | None) -> None:
+    if (num_shards is None) != (shard_id is None):
+        raise ValueError("give both num_shards and shard_id (or neither)")
+    if num_shards is not None and not (isinstance(num_shards, int) and num_shards >= 1
+                                       and isinstance(shard_id, int) and 0 <= shard_id < num_shards):
+        raise ValueError(f"need num_shards >= 1 and 0 <= shard_id < num_shards, got {num_shards}, {shard_id}")
+
+
 def datasets(
-    task: Task = "pretrain", batch_size: int = 32, shots: int | None = None, seed: int = 0
+    task: Task = "pretrain", batch_size: int = 32, shots: int | None = None, seed: int = 0,
+    num_shards: int | None = None, shard_id: int | None = None,
 ) -> tuple[Callable[[], Any], Callable[[], Any]]:
     """``(train, eval)`` factories, each call a fresh MindSpore dataset (shuffled train, ordered test).
 
     Factories, not datasets, because one dataset object cannot be consumed by two ``Model`` runs.
+    ``num_shards``/``shard_id`` shard the training data (each rank's share); the test split stays whole, so
+    every rank evaluates on all of it and reports the same metrics.
     """
     _task(task)
+    _check_shard(num_shards, shard_id)
 
     def train():
-        return dataset(task, "train", batch_size, shots=shots, seed=seed)
+        return dataset(task, "train", batch_size, shots=shots, seed=seed, num_shards=num_shards,
+                       shard_id=shard_id)
 
     def evaluate():
         return dataset(task, "test", batch_size)
