@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 import mindspore as ms
@@ -37,11 +38,18 @@ def test_selecting_a_tensor_shows_statistics_histogram_and_values(path):
     stats = ck.stats("block3.weight")
     assert "block3.weight" in html and "32×256" in html
     assert f"{stats.mean:.6g}" in html and f"{stats.max:.6g}" in html
-    assert re.search(
-        r'<img class="ms-hist" alt="histogram" src="data:image/png;base64,[A-Za-z0-9+/=]{200,}', html
+    found = re.search(
+        r'<img class="ms-hist" alt="histogram" src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', html
     )
+    assert found
+    svg = base64.b64decode(found.group(1)).decode()
+    summary = ck.describe("block3.weight", 40)  # the same cached summary the Checkpoint Viewer's server uses
+    assert svg.count("<rect") == int(np.count_nonzero(summary.counts)) > 10
+    assert f">{int(summary.counts.max()):,}<" in svg and ">count<" in svg  # the count axis
     first = float(np.asarray(ck["block3.weight"]).reshape(-1)[0])
-    assert f"{first:.4f}".rstrip("0") in html
+    preview = html[html.rindex("<pre"):]  # the values, as NumPy prints them (fixed or e-notation)
+    shown = float(re.search(r"-?\d+\.\d*(?:e[+-]\d+)?", preview[preview.index(">") :]).group(0))
+    assert np.isclose(shown, first, rtol=1e-3, atol=1e-4), (shown, first)
     assert 'class="ms-bad"' not in html
 
 
@@ -105,3 +113,21 @@ def test_optimizer_toggle_and_expand_all(path):
 def test_display_hook_falls_back_to_the_text_summary_outside_a_kernel(path):
     ck = open_checkpoint(path)
     assert checkpoint_mimebundle(ck) == {"text/plain": repr(ck)}
+
+
+def test_select_brings_the_row_into_view_and_shows_its_details(path):
+    """``select(name)`` acts like a click on a row the tree does not show yet: ancestors expanded, its
+    group shown, a filter hiding it cleared; the details come from the checkpoint's shared summary."""
+    ck = open_checkpoint(path)
+    browser = CheckpointBrowser(ck)
+    assert "block2.0.weight" not in [r["id"] for r in browser.tree.rows]  # collapsed
+    browser.select("block2.0.weight")
+    ids = [r["id"] for r in browser.tree.rows]
+    assert ids.index("block2") < ids.index("block2.0") < ids.index("block2.0.weight")
+    assert browser.tree.selected == "block2.0.weight" and "block2.0.weight" in browser.details.value
+    assert ck.is_described("block2.0.weight", 40)  # the Viewer's server would answer from the same cache
+    browser.tree.set_filter("head")
+    browser.select("moments.block3.bias")  # optimizer state, hidden by default, and filtered out
+    assert browser.show_optimizer.value and browser.tree.filter_text == ""
+    assert "moments.block3.bias" in [r["id"] for r in browser.tree.rows]
+    assert browser.tree.selected == "moments.block3.bias"

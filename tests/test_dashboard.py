@@ -12,7 +12,7 @@ from mindspore import nn
 
 from ms_notebook.runs.curves import LiveCurves
 from ms_notebook.runs.runner import Runner
-from ms_notebook.widgets.dashboard import Dashboard, format_seconds, progress_text
+from ms_notebook.widgets.dashboard import Dashboard, format_seconds, metrics_rows, progress_text
 from tests.digits_data import digits
 
 pytestmark = pytest.mark.slow
@@ -79,7 +79,7 @@ def test_fine_tune_shows_progress_metrics_and_uses_the_learning_rate():
     dash.fit_button.click()
     wait_idle(dash)
     assert dash.progress.value == pytest.approx(1.0)
-    assert dash.status.value.startswith("done · epoch 2/2 · step 20/20")
+    assert dash.status_text.startswith("done · epoch 2/2 · step 20/20")
     assert "eval_accuracy" in dash.metrics.value
     assert dash.runner.history["lr"].dropna().round(6).unique().tolist() == [0.02]
     assert dash.error.value == ""
@@ -121,6 +121,53 @@ def test_progress_text_and_eta_formatting():
     text = progress_text({"step": 10, "total": 40, "epoch": 1, "epochs": 2, "steps_per_s": 5.0, "eta_s": 6.0},
                          "training")
     assert text == "training · epoch 1/2 · step 10/40 · 5.0 steps/s · ETA 6 s"
+    early = progress_text({"step": 1, "total": 40, "epoch": 1, "epochs": 2, "eta_s": None}, "training")
+    assert early.endswith("ETA estimating…")  # one step (compilation): no guess
+    continued = progress_text({"step": 12, "total": 50, "epoch": 3, "epochs": 5, "first_epoch": 36,
+                               "last_epoch": 40, "global_epoch": 38, "global_step": 362, "steps_per_s": 5.0,
+                               "eta_s": 7.6}, "training")
+    assert continued == ("training · epochs 36–40 · epoch 38 · step 362 (12/50 this run) · 5.0 steps/s · "
+                         "ETA 8 s")
     assert progress_text({"step": 0, "total": 0}, "idle") == "ready"
     assert progress_text({"step": 40, "total": 40, "epoch": 2, "epochs": 2}, "idle").startswith("done ·")
     assert progress_text({"step": 12, "total": 40, "epoch": 1, "epochs": 2}, "idle").startswith("stopped ·")
+
+
+def test_a_second_fine_tune_says_which_epochs_it_covers_as_the_table_does():
+    dash = make_dashboard()  # 10 steps per epoch
+    dash.runner.fit(2)
+    dash.epochs.value = 3
+    dash.fit_button.click()
+    wait_idle(dash)
+    assert dash.status_text.startswith("done · epochs 3–5 · epoch 5 · step 50 (30/30 this run)")
+    table = dict(metrics_rows(dash.runner))
+    assert (table["epoch"], table["step"]) == ("5", "50")  # the same numbers as the status line
+    steps, _ = dash.curves.values()
+    assert steps[-1] == 50.0  # and the chart's last point
+
+
+def test_unavailable_controls_look_and_say_so():
+    dash = make_dashboard()
+    # a disabled Stop is not orange
+    assert (dash.fit_button.button_style, dash.stop_button.button_style) == ("primary", "")
+    if len(dash.device.options) == 1:
+        assert "only CPU is available" in dash.device.tooltip
+    dash.runner.fit(1)
+    dash.refresh()
+    assert dash.device.disabled
+    assert "restart the kernel" in dash.device.tooltip and "restart the kernel" in dash.device_note.value
+    for name in ("device", "epochs", "lr"):
+        assert getattr(dash, name).style.description_width == "initial"  # "learning rate", not "learning r…"
+
+
+def test_the_static_copy_shows_the_status_table_and_the_curves():
+    dash = make_dashboard()
+    dash.runner.fit(1)
+    dash.refresh()
+    bundle = dash.static_bundle()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == dash.model_id
+    html_copy = bundle["text/html"]
+    assert dash.status_text.split(" · ")[0] in html_copy and "eval_accuracy" in html_copy
+    assert 'class="ms-static-figure"' in html_copy and bundle["image/png"]
+    assert dash.static_png() is dash.static_png()  # drawn once until the history changes
+    assert dash.figures_drawn == 1

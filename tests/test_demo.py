@@ -249,7 +249,8 @@ def test_concurrent_prepares_train_once_and_agree(tmp_path):
     assert all(p.returncode == 0 for p in procs), outs
     paths = {out.strip() for out, _ in outs}
     assert len(paths) == 1
-    assert sum(err.count("Training the demo") for _, err in outs) == 1
+    assert sum(err.count("Building the demo checkpoint") for _, err in outs) == 1  # said once, on stderr
+    assert sum(err.count("Demo checkpoint ready in") for _, err in outs) == 1
     files = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".ckpt")
     assert files == [Path(paths.pop()).name]
 

@@ -87,3 +87,64 @@ def test_without_reset_a_second_apply_keeps_the_trained_head(pretrained):
     studio.reset_before_apply.value = True
     studio.transfer.apply()
     assert np.array_equal(studio.net.head.bias.asnumpy(), np.zeros(5, np.float32))
+
+
+def test_workers_field_swaps_the_in_process_dashboard_for_the_launcher(pretrained):
+    from ms_notebook.widgets.distributed_run import LaunchPanel
+
+    studio = _studio(pretrained)
+    assert studio.workers.value == 1 and studio.run_box.children[0] is studio.workers
+    studio.transfer.apply()
+    assert studio.run_box.children[-1] is studio.dashboard
+    studio.workers.value = 3
+    assert studio.run_box.children == (studio.workers, studio.launcher)
+    assert isinstance(studio.launcher, LaunchPanel)
+    assert studio.launcher.launch_button.description == "Launch on 3 workers"
+    from ms_notebook.widgets.studio import DEFAULT_OPTIMIZER_CODE
+
+    assert studio.launcher.script_options["optimizer"] == DEFAULT_OPTIMIZER_CODE  # the in-process one
+    studio.workers.value = 1
+    assert studio.run_box.children[-1] is studio.dashboard
+
+
+def test_launch_panel_shows_why_a_plan_cannot_become_a_script(pretrained, tmp_path):
+    from mindspore import nn
+
+    from ms_notebook import TransferPlan
+    from ms_notebook.widgets.distributed_run import LaunchPanel
+
+    panel = LaunchPanel(TransferPlan(nn.SequentialCell(nn.Flatten(), nn.Dense(64, 5)), pretrained),
+                        run_root=str(tmp_path))
+    assert panel.launch() is None and panel.run is None
+    assert "ValueError" in panel.message.value and "network=" in panel.message.value
+    assert not list(tmp_path.rglob("job.json"))  # nothing was launched
+
+
+def test_epochs_and_learning_rate_set_in_the_run_tab_survive_the_next_apply(pretrained):
+    studio = _studio(pretrained)
+    studio.transfer.apply()
+    studio.dashboard.epochs.value = 7
+    studio.dashboard.lr.value = 0.005
+    first = studio.dashboard
+    studio.transfer.preset("unfreeze_all")
+    studio.transfer.apply()
+    assert studio.dashboard is not first
+    assert (studio.dashboard.epochs.value, studio.dashboard.lr.value) == (7, 0.005)
+
+
+@pytest.mark.slow
+def test_the_static_copy_holds_every_tab_and_after_a_run_its_curves(pretrained):
+    studio = _studio(pretrained)
+    copy = studio.static_bundle()["text/html"]
+    for tab in ("Browse tab (selected)", "Transfer tab", "Run tab", "No plan applied yet"):
+        assert tab in copy
+    assert 'data-id="head"' in copy  # the browser's rows, and the transfer tree's
+    assert copy.count('class="ms-static-tree"') == 2
+    studio.transfer.preset("freeze_backbone")
+    studio.transfer.apply()
+    studio.runner.fit(1)
+    studio.select_tab("Run")
+    bundle = studio.static_bundle()
+    assert "Run tab (selected)" in bundle["text/html"] and "run 1: frozen backbone" in bundle["text/html"]
+    assert "TransferReport" in bundle["text/html"]  # what Apply reported
+    assert 'class="ms-static-figure"' in bundle["text/html"] and bundle["image/png"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 
 os.environ.setdefault("GLOG_v", "3")
 
@@ -105,3 +107,35 @@ def test_code_pane_shows_to_code_and_follows_the_plan(pretrained):
     assert "'block1.conv.weight'," in panel.code.split("FROZEN = [")[1].split("]")[0]
     assert "optimizer = nn.Adam(params, 1e-3)" in panel.code
     assert panel.code == panel.plan.to_code(optimizer="nn.Adam(params, 1e-3)")
+
+
+def test_code_pane_is_highlighted_and_names_the_demo_checkpoint_not_its_cache_path(tmp_path, monkeypatch):
+    from ms_notebook.demo import DigitsNet
+    from ms_notebook.demo.pretrained import checkpoint_path, train_pretrained
+
+    monkeypatch.setenv("MS_NOTEBOOK_CACHE", str(tmp_path / "cache"))
+    demo_file = checkpoint_path()  # where the tutorials' checkpoint lives for this user
+    train_pretrained(demo_file, {"epochs": 1})
+    panel = TransferPanel(DigitsNet(5, seed=1), str(demo_file), optimizer_code="nn.Adam(params, 1e-3)")
+    code = panel.code_pane.code
+    assert "ms.load_checkpoint(demo.pretrained_checkpoint())" in code and str(tmp_path) not in code
+    assert code.startswith("import mindspore as ms\nfrom mindspore import nn\nfrom ms_notebook import demo")
+    assert '<span style="color:var(--jp-mirror-editor-keyword-color' in panel.code_pane.code_html
+    assert html.unescape(re.sub(r"<[^>]+>", "", panel.code_pane.code_html)) == code  # the same text
+    namespace = {"net": DigitsNet(5, seed=1)}
+    exec(compile(code, "<code pane>", "exec"), namespace)  # it runs as shown
+    assert type(namespace["optimizer"]).__name__ == "Adam"
+
+
+def test_after_apply_the_static_copy_shows_the_ticks_and_the_report(pretrained):
+    panel = TransferPanel(SmallNet(5), pretrained)
+    panel.preset("freeze_backbone")
+    before = panel.static_bundle()["text/html"]
+    assert "TransferReport" not in before
+    assert before.count('class="ms-static-row"') == len(panel.tree.rows)
+    panel.apply()
+    after = panel.static_bundle()["text/html"]
+    assert "Applied to the network." in after
+    assert "shape mismatch: checkpoint (10, 16) vs network (5, 16)" in after
+    block1 = re.search(r'<tr class="ms-static-row" data-id="block1">(.*?)</tr>', after).group(1)
+    assert block1.count("✓") == 2  # reloaded and frozen

@@ -93,7 +93,7 @@ def test_clearing_the_filter_restores_the_expand_state(ck):
     assert "head" not in ids(model.rows())
     model.set_filter("")
     assert model.expanded == {"head"}
-    assert ids(model.rows()) == ["block1", "block2", "block3", "head", "head.weight", "head.bias"]
+    assert ids(model.rows()) == ["block1", "block2", "block3", "head", "head.bias", "head.weight"]
 
 
 def test_check_column_is_tristate_on_inner_nodes_and_follows_the_filter(ck):
@@ -127,24 +127,50 @@ def test_tree_view_applies_intents_sent_by_the_view(ck):
     assert [c["key"] for c in view.columns] == ["shape", "dtype", "params", "size"]
     assert view.summary == f"{len(weights(ck))} of {len(ck.entries)} tensors"
     view.handle_intent({"type": "expand", "id": "head", "expanded": True})
-    assert ids(view.rows) == ["block1", "block2", "block3", "head", "head.weight", "head.bias"]
+    assert ids(view.rows) == ["block1", "block2", "block3", "head", "head.bias", "head.weight"]
     view.handle_intent({"type": "select", "id": "head.bias"})
     assert view.selected == "head.bias"
     view.handle_intent({"type": "select", "id": "no.such.tensor"})
     assert view.selected == ""
     view.handle_intent({"type": "filter", "text": "block3"})
-    assert ids(view.rows) == ["block3", "block3.weight", "block3.bias"]
+    assert ids(view.rows) == ["block3", "block3.bias", "block3.weight"]
     assert view.filter_text == "block3" and view.summary.startswith("2 of")
     view.handle_intent({"type": "filter", "text": "/(/"})
-    assert view.filter_error and ids(view.rows) == ["block3", "block3.weight", "block3.bias"]
+    assert view.filter_error and ids(view.rows) == ["block3", "block3.bias", "block3.weight"]
 
 
 def test_tree_view_check_intent_updates_rows_and_calls_back(ck):
     view = TreeView(TreeModel(ck.entries))
     view.add_columns([Column("reload", "Reload", "check")])
-    assert view.columns[-1] == {"key": "reload", "label": "Reload", "kind": "check"}
+    assert view.columns[-1] == {"key": "reload", "label": "Reload", "kind": "check", "sample": "Reload"}
     seen = []
     view.on_check(lambda column, row, changed: seen.append((column, row, sorted(changed))))
     view.handle_intent({"type": "check", "column": "reload", "id": "head"})
     assert seen == [("reload", "head", ["head.bias", "head.weight"])]
     assert next(r for r in view.rows if r["id"] == "head")["checks"] == {"reload": True}
+
+
+def test_columns_are_as_wide_as_their_longest_text_and_do_not_shrink_when_filtering(ck):
+    view = TreeView(TreeModel(ck.entries))
+    view.set_expanded("block1", True)
+    samples = {c["key"]: c["sample"] for c in view.columns}
+    for column in view.columns:  # the view sizes each column to its sample, in the column's font
+        texts = [str(r["values"].get(column["key"], "")) for r in view.rows] + [column["label"]]
+        assert column["sample"] in texts and len(column["sample"]) == max(map(len, texts))
+    view.set_filter("bias")  # other rows: a column may grow, never shrink (no jumping while typing)
+    filtered = {c["key"]: c["sample"] for c in view.columns}
+    assert all(len(filtered[key]) >= len(text) for key, text in samples.items())
+    view.set_filter("")
+    assert {c["key"]: c["sample"] for c in view.columns} == filtered
+
+
+def test_static_copy_lists_the_visible_rows_with_their_values(ck):
+    view = TreeView(TreeModel(ck.entries))
+    view.set_expanded("head", True)
+    html_copy = view.static_html()
+    for row in view.rows:
+        assert f'data-id="{row["id"]}"' in html_copy
+    assert "head.weight" in html_copy and view.summary in html_copy
+    bundle = view.static_bundle()
+    assert bundle["text/html"].count("ms-static-row") == len(view.rows)
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == view.model_id

@@ -1,6 +1,7 @@
 /**
  * ms-notebook for JupyterLab: one plugin per feature.
  *   ms-notebook:viewer         .ckpt / .safetensors open in the Checkpoint Viewer (metadata only, via the server)
+ *   ms-notebook:open-set       "Open as Checkpoint" on folders and *.safetensors.index.json / param_name_map.json
  *   ms-notebook:new-notebook   "New Notebook from Checkpoint" in the file browser's context menu and the palette
  *   ms-notebook:tagged-cells   run cells tagged ms-eval / ms-finetune from the toolbar, a command or the kernel
  */
@@ -18,16 +19,23 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { createNotebookFor, isCheckpointPath } from './newNotebook';
 import { addRunTaggedCommand, extendPanel } from './taggedCells';
 import {
+  CheckpointFolderModelFactory,
   CheckpointModelFactory,
   CheckpointViewer,
   CheckpointViewerFactory,
   FILE_TYPE,
+  FOLDER_MODEL_FACTORY,
+  FOLDER_VIEWER_FACTORY,
+  INDEX_FILE_TYPE,
   MODEL_FACTORY,
   VIEWER_FACTORY
 } from './viewer';
 
 const CATEGORY = 'MindSpore';
 const NEW_NOTEBOOK = 'ms-notebook:new-notebook-from-checkpoint';
+const OPEN_AS_CHECKPOINT = 'ms-notebook:open-as-checkpoint';
+/** Index files of checkpoint sets; matched by name, so ordinary .json files still open as JSON. */
+const INDEX_PATTERN = '^(.+\\.safetensors\\.index\\.json|param_name_map\\.json)$';
 
 export const checkpointIcon = new LabIcon({
   name: 'ms-notebook:checkpoint',
@@ -54,31 +62,101 @@ const viewerPlugin: JupyterFrontEndPlugin<void> = {
       fileFormat: null,
       icon: checkpointIcon
     });
+    app.docRegistry.addFileType({
+      name: INDEX_FILE_TYPE,
+      displayName: 'Checkpoint set index',
+      extensions: [],
+      pattern: INDEX_PATTERN,
+      mimeTypes: ['application/json'],
+      contentType: 'file',
+      fileFormat: null,
+      icon: checkpointIcon
+    });
     app.docRegistry.addModelFactory(new CheckpointModelFactory());
+    app.docRegistry.addModelFactory(new CheckpointFolderModelFactory());
     const factory = new CheckpointViewerFactory({
       name: VIEWER_FACTORY,
       label: 'Checkpoint Viewer',
       modelName: MODEL_FACTORY,
-      fileTypes: [FILE_TYPE],
-      defaultFor: [FILE_TYPE],
+      fileTypes: [FILE_TYPE, INDEX_FILE_TYPE],
+      defaultFor: [FILE_TYPE, INDEX_FILE_TYPE],
+      readOnly: true
+    });
+    // folders open only through "Open as Checkpoint": double-clicking one still enters it
+    const folderFactory = new CheckpointViewerFactory({
+      name: FOLDER_VIEWER_FACTORY,
+      label: 'Checkpoint Viewer',
+      modelName: FOLDER_MODEL_FACTORY,
+      fileTypes: ['directory'],
+      defaultFor: [],
       readOnly: true
     });
     const tracker = new WidgetTracker<IDocumentWidget<CheckpointViewer>>({
       namespace: 'ms-checkpoint-viewer'
     });
-    factory.widgetCreated.connect((_, widget) => {
-      widget.title.icon = checkpointIcon;
-      void tracker.add(widget);
-      widget.context.pathChanged.connect(() => void tracker.save(widget));
-    });
-    app.docRegistry.addWidgetFactory(factory);
+    // which factory made a viewer, so a reload reopens a folder as a folder (its context may not be ready yet)
+    const folders = new WeakSet<IDocumentWidget<CheckpointViewer>>();
+    const factoryOf = (widget: IDocumentWidget<CheckpointViewer>) =>
+      folders.has(widget) ? FOLDER_VIEWER_FACTORY : VIEWER_FACTORY;
+    for (const f of [factory, folderFactory]) {
+      f.widgetCreated.connect((_, widget) => {
+        if (f === folderFactory) {
+          folders.add(widget);
+        }
+        widget.title.icon = checkpointIcon;
+        void tracker.add(widget);
+        widget.context.pathChanged.connect(() => void tracker.save(widget));
+      });
+      app.docRegistry.addWidgetFactory(f);
+    }
     if (restorer) {
       void restorer.restore(tracker, {
         command: 'docmanager:open',
-        args: widget => ({ path: widget.context.path, factory: VIEWER_FACTORY }),
+        args: widget => ({ path: widget.context.path, factory: factoryOf(widget) }),
         name: widget => widget.context.path
       });
     }
+  }
+};
+
+const openSetPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'ms-notebook:open-set',
+  description: 'Opens a folder (shards, rank_N/ files of a distributed run) or an index file as one checkpoint.',
+  autoStart: true,
+  requires: [IFileBrowserFactory],
+  activate: (app: JupyterFrontEnd, browsers: IFileBrowserFactory) => {
+    const selected = () => {
+      const item = browsers.tracker.currentWidget?.selectedItems().next();
+      return item && !item.done ? item.value : null;
+    };
+    app.commands.addCommand(OPEN_AS_CHECKPOINT, {
+      label: 'Open as Checkpoint',
+      caption: 'Read this folder or index file as one checkpoint in the Checkpoint Viewer',
+      icon: checkpointIcon,
+      isEnabled: args => typeof args.path === 'string' || selected() !== null,
+      execute: args => {
+        const item = selected();
+        const path = typeof args.path === 'string' ? args.path : item?.path;
+        if (!path) {
+          return;
+        }
+        const isFolder = typeof args.path === 'string' ? args.folder === true : item?.type === 'directory';
+        return app.commands.execute('docmanager:open', {
+          path,
+          factory: isFolder ? FOLDER_VIEWER_FACTORY : VIEWER_FACTORY
+        });
+      }
+    });
+    app.contextMenu.addItem({
+      command: OPEN_AS_CHECKPOINT,
+      selector: '.jp-DirListing-item[data-isdir="true"]',
+      rank: 2
+    });
+    app.contextMenu.addItem({
+      command: OPEN_AS_CHECKPOINT,
+      selector: `.jp-DirListing-item[data-file-type="${INDEX_FILE_TYPE}"]`,
+      rank: 2
+    });
   }
 };
 
@@ -145,4 +223,4 @@ const taggedCellsPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [viewerPlugin, newNotebookPlugin, taggedCellsPlugin];
+export default [viewerPlugin, openSetPlugin, newNotebookPlugin, taggedCellsPlugin];

@@ -25,7 +25,10 @@ function markdown(source: string[]): any {
   return { cell_type: 'markdown', metadata: {}, source: source.join('\n') };
 }
 
-/** The notebook's JSON (nbformat 4) for a checkpoint called `fileName` in the same folder. */
+/**
+ * The notebook's JSON (nbformat 4) for a checkpoint called `fileName` in the same folder. The code names the
+ * checkpoint by that bare file name (the kernel starts in the notebook's folder), never by an absolute path.
+ */
 export function notebookFor(fileName: string): any {
   const literal = JSON.stringify(fileName);
   return {
@@ -41,7 +44,8 @@ export function notebookFor(fileName: string): any {
         '',
         'Open the checkpoint (only its index is read), browse its tensors, then plan a transfer into a network.'
       ]),
-      code(['import ms_notebook', '', `ck = ms_notebook.open_checkpoint(${literal})`, 'ck']),
+      // the browser is shown once, by the next cell: this one only says what was opened
+      code(['import ms_notebook', '', `ck = ms_notebook.open_checkpoint(${literal})`, 'print(ck)']),
       code(['ms_notebook.browse(ck)']),
       code([
         '# Transfer learning: build the network to fine-tune. The demo DigitsNet stands in for yours;',

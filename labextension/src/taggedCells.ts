@@ -11,48 +11,59 @@
  * JupyterLab closes the comm, so the kernel knows to keep working on its own.
  */
 import { CommandRegistry } from '@lumino/commands';
-import { Menu } from '@lumino/widgets';
-import { ToolbarButton } from '@jupyterlab/apputils';
-import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+import { Menu, Widget } from '@lumino/widgets';
+import { INotebookModel, INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { Kernel, KernelMessage } from '@jupyterlab/services';
 
 export const RUN_TAGGED = 'ms-notebook:run-tagged-cell';
 export const COMM_TARGET = 'ms-notebook';
 export const KNOWN_TAGS = ['ms-eval', 'ms-finetune'];
 
-function tagsOf(panel: NotebookPanel, index: number): string[] {
-  const model = panel.content.widgets[index]?.model;
-  const tags = model?.getMetadata('tags');
+type ICellModel = ReturnType<INotebookModel['cells']['get']>;
+
+function tagsOf(cell: ICellModel | undefined): string[] {
+  const tags = cell?.getMetadata('tags');
   return Array.isArray(tags) ? (tags as string[]) : [];
 }
 
-/** Indexes of the code cells tagged `tag`, in notebook order. */
+function cellModels(panel: NotebookPanel): ICellModel[] {
+  const cells = panel.content.model?.cells;
+  const out: ICellModel[] = [];
+  if (cells) {
+    for (let i = 0; i < cells.length; i++) {
+      out.push(cells.get(i));
+    }
+  }
+  return out;
+}
+
+/** Indexes of the code cells tagged `tag`, in notebook order (read from the model, so always current). */
 export function taggedCells(panel: NotebookPanel, tag: string): number[] {
   const out: number[] = [];
-  panel.content.widgets.forEach((cell, i) => {
-    if (cell.model.type === 'code' && tagsOf(panel, i).includes(tag)) {
+  cellModels(panel).forEach((cell, i) => {
+    if (cell.type === 'code' && tagsOf(cell).includes(tag)) {
       out.push(i);
     }
   });
   return out;
 }
 
-/** Count of cells per `ms-*` tag present (plus the known tags, even when absent). */
+/** Count of code cells per `ms-*` tag present (plus the known tags, even when absent). */
 export function tagCounts(panel: NotebookPanel): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const tag of KNOWN_TAGS) {
     counts[tag] = 0;
   }
-  panel.content.widgets.forEach((cell, i) => {
-    if (cell.model.type !== 'code') {
-      return;
+  for (const cell of cellModels(panel)) {
+    if (cell.type !== 'code') {
+      continue;
     }
-    for (const tag of tagsOf(panel, i)) {
+    for (const tag of tagsOf(cell)) {
       if (tag.startsWith('ms-')) {
         counts[tag] = (counts[tag] ?? 0) + 1;
       }
     }
-  });
+  }
   return counts;
 }
 
@@ -120,23 +131,82 @@ function registerCommTarget(panel: NotebookPanel, kernel: Kernel.IKernelConnecti
   });
 }
 
+/**
+ * The toolbar's "Run tagged (N)" button: shown only while the notebook has `ms-*` tagged code cells, N their
+ * number; a click opens a menu with one entry per tag that has cells.
+ */
+export class RunTaggedButton extends Widget {
+  constructor(onClick: () => void) {
+    super();
+    this.addClass('jp-ToolbarButton');
+    this._button = document.createElement('button');
+    this._button.className = 'jp-ToolbarButtonComponent jp-mod-minimal jp-Button ms-RunTaggedButton';
+    this._button.title = 'Run the cells tagged ms-eval or ms-finetune';
+    this._label = document.createElement('span');
+    this._label.className = 'jp-ToolbarButtonComponent-label';
+    this._button.append(this._label);
+    this._button.addEventListener('click', onClick);
+    this.node.append(this._button);
+    this.count = 0;
+  }
+
+  get button(): HTMLButtonElement {
+    return this._button;
+  }
+
+  /** Tagged cells in the notebook: 0 hides the button. */
+  set count(n: number) {
+    this._label.textContent = `Run tagged (${n})`;
+    this.setHidden(n === 0);
+  }
+
+  private _button: HTMLButtonElement;
+  private _label: HTMLSpanElement;
+}
+
+/** Keep `update` called whenever a cell is added, removed or re-tagged in the panel's notebook. */
+function watchTags(panel: NotebookPanel, update: () => void): void {
+  const watched = new WeakSet<ICellModel>();
+  const watch = () => {
+    for (const cell of cellModels(panel)) {
+      if (!watched.has(cell)) {
+        watched.add(cell);
+        cell.metadataChanged.connect(update);
+      }
+    }
+    update();
+  };
+  let model: INotebookModel | null = null;
+  const attach = () => {
+    model?.cells.changed.disconnect(watch);
+    model = panel.content.model;
+    model?.cells.changed.connect(watch);
+    watch();
+  };
+  panel.content.modelChanged.connect(attach);
+  void panel.context.ready.then(attach);
+  attach();
+}
+
 /** Toolbar button and kernel comm for one notebook panel. */
 export function extendPanel(panel: NotebookPanel, commands: CommandRegistry): void {
-  const button = new ToolbarButton({
-    className: 'ms-RunTaggedButton',
-    label: 'Run tagged',
-    tooltip: 'Run the cells tagged ms-eval or ms-finetune',
-    onClick: () => {
-      const menu = new Menu({ commands });
-      menu.addClass('ms-RunTaggedMenu');
-      for (const [tag, n] of Object.entries(tagCounts(panel))) {
+  const button: RunTaggedButton = new RunTaggedButton(() => {
+    const menu = new Menu({ commands });
+    menu.addClass('ms-RunTaggedMenu');
+    for (const [tag, n] of Object.entries(tagCounts(panel))) {
+      if (n > 0) {
         menu.addItem({ command: RUN_TAGGED, args: { tag, path: panel.context.path, count: n } });
       }
-      const rect = button.node.getBoundingClientRect();
-      menu.open(rect.left, rect.bottom);
     }
+    const rect = button.button.getBoundingClientRect();
+    menu.open(rect.left, rect.bottom);
   });
   panel.toolbar.insertItem(10, 'msRunTagged', button);
+  watchTags(panel, () => {
+    if (!button.isDisposed) {
+      button.count = Object.values(tagCounts(panel)).reduce((a, b) => a + b, 0);
+    }
+  });
   registerCommTarget(panel, panel.sessionContext.session?.kernel ?? null);
   panel.sessionContext.kernelChanged.connect((_, change) => registerCommTarget(panel, change.newValue));
 }

@@ -15,7 +15,11 @@ from typing import Any
 
 import ipywidgets as W
 
-from ms_notebook.checkpoint.compare import PROBLEMS, CompareReport, compare
+from ms_notebook.checkpoint.compare import PROBLEMS, CompareReport, CompareRow, compare
+from ms_notebook.checkpoint.sets import CheckpointSet
+from ms_notebook.checkpoint.tree import split_name
+from ms_notebook.widgets.set_panel import MergeControl, set_header_html, slices_html
+from ms_notebook.widgets.static import StaticRendering
 from ms_notebook.widgets.tensor_view import DETAILS_CSS, details_html
 from ms_notebook.widgets.tree import TreeView
 from ms_notebook.widgets.tree_model import TreeModel, human_bytes, human_count
@@ -76,7 +80,7 @@ def header_html(ck: Any) -> str:
     )
 
 
-class CheckpointBrowser(W.VBox):
+class CheckpointBrowser(StaticRendering, W.VBox):
     """The browser widget. ``CheckpointBrowser(path_or_checkpoint, net=None)``; ``net`` may be a Cell, a
     mapping
     ``{name: (shape, dtype)}`` or a :class:`CompareReport`: rows are coloured by what ``load_param_into_net``
@@ -87,10 +91,12 @@ class CheckpointBrowser(W.VBox):
         self.model = TreeModel(self.checkpoint.entries)
         self.tree = TreeView(self.model, height=height)
         self.report: CompareReport | None = None
+        self._report_rows: dict[str, CompareRow] = {}
         self._names = {e.name for e in self.checkpoint.entries}
         self._missing: dict[str, MissingParam] = {}
 
-        self.header = W.HTML(header_html(self.checkpoint))
+        self.header = W.HTML(header_html(self.checkpoint) + set_header_html(self.checkpoint))
+        self.merge = MergeControl(self.checkpoint) if isinstance(self.checkpoint, CheckpointSet) else None
         self.show_optimizer = W.Checkbox(False, description="optimizer state", indent=False)
         self.show_extra = W.Checkbox(False, description="extra values", indent=False)
         self.only_problems = W.Checkbox(False, description="only problems", indent=False, disabled=True)
@@ -103,10 +109,11 @@ class CheckpointBrowser(W.VBox):
         self.details = W.HTML(
             DETAILS_CSS + '<div class="ms-details ms-note">Select a tensor to see its values.</div>'
         )
+        # side by side when there is room, the details below the tree when not (a projector, a side panel)
         self.details.layout = W.Layout(
-            flex="2 1 0", min_width="260px", overflow="auto", max_height=f"{height + 60}px"
+            flex="2 1 260px", min_width="0", overflow="auto", max_height=f"{height + 60}px"
         )
-        self.tree.layout = W.Layout(flex="3 1 0", min_width="420px")
+        self.tree.layout = W.Layout(flex="3 1 420px", min_width="0")
 
         self.show_optimizer.observe(lambda ch: self._group("optimizer", ch["new"]), "value")
         self.show_extra.observe(lambda ch: self._group("extra", ch["new"]), "value")
@@ -115,6 +122,7 @@ class CheckpointBrowser(W.VBox):
         self.expand_all.on_click(lambda _b: self._expand(True))
         self.collapse_all.on_click(lambda _b: self._expand(False))
         self.tree.observe(lambda _ch: self._show_details(), "selected")
+        self.tree.observe(lambda _ch: self.mark_static_stale(), ["rows", "selected"])  # the copy catches up
 
         toolbar = W.HBox(
             [
@@ -128,8 +136,12 @@ class CheckpointBrowser(W.VBox):
             ],
             layout=W.Layout(align_items="center", flex_flow="row wrap"),
         )
-        body = W.HBox([self.tree, self.details], layout=W.Layout(width="100%", align_items="flex-start"))
-        super().__init__([self.header, toolbar, self.compare_summary, body])
+        body = W.HBox(
+            [self.tree, self.details],
+            layout=W.Layout(width="100%", align_items="flex-start", flex_flow="row wrap"),
+        )
+        merge = [self.merge] if self.merge is not None else []
+        super().__init__([self.header, *merge, toolbar, self.compare_summary, body])
         self.add_class("ms-checkpoint-browser")
         if net is not None:
             self.compare_with(net)
@@ -139,6 +151,7 @@ class CheckpointBrowser(W.VBox):
         """Colour rows by ``compare(checkpoint, net)``; missing parameters appear as extra rows."""
         report = net if isinstance(net, CompareReport) else compare(self.checkpoint, net)
         self.report = report
+        self._report_rows = {row.name: row for row in report.rows}
         for row in report.rows:
             if row.status == "missing" and row.name not in self._names and row.name not in self._missing:
                 numel = 1
@@ -161,9 +174,10 @@ class CheckpointBrowser(W.VBox):
         statuses = dict(self.report.statuses) if self.report else {}
         for name, status in list(statuses.items()):  # mark the inner nodes that hold problems
             if status in PROBLEMS:
-                parts = name.split(".")
-                for i in range(1, len(parts)):
-                    statuses.setdefault(".".join(parts[:i]), "contains_problem")
+                prefix = ""
+                for part in split_name(name)[:-1]:
+                    prefix = f"{prefix}.{part}" if prefix else part
+                    statuses.setdefault(prefix, "contains_problem")
         self.tree.set_statuses(statuses, PROBLEMS if self.only_problems.value else None)
 
     def _group(self, group: str, visible: bool) -> None:
@@ -174,7 +188,29 @@ class CheckpointBrowser(W.VBox):
         self.tree.refresh()
 
     def select(self, name: str) -> None:
+        """Select ``name`` as a click would, and bring its row into view: its group shown, its ancestors
+        expanded, a filter that hides it cleared (the saved copy shows it too)."""
+        info = self.checkpoint._info_by_name.get(name) if hasattr(self.checkpoint, "_info_by_name") else None
+        group = getattr(info, "group", "weights")
+        toggle = {"optimizer": self.show_optimizer, "extra": self.show_extra}.get(group)
+        if toggle is not None and not toggle.value:
+            toggle.value = True  # its observer shows the group
+        node = self.model.nodes.get(name)
+        if node is not None and node.info is not None and not self.model.leaf_visible(node):
+            self.model.set_filter("")
+        self.model.reveal(name)
+        self.tree.refresh()
         self.tree.select(name)
+        self.refresh_static()
+
+    def static_html(self) -> str:
+        """Header, compare summary, the visible rows and the details pane, as plain HTML."""
+        return (
+            header_html(self.checkpoint) + self.compare_summary.value
+            + "<div style='display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start'>"
+            f"<div style='flex:3 1 420px;min-width:0;overflow-x:auto'>{self.tree.static_html()}</div>"
+            f"<div style='flex:2 1 260px;min-width:0'>{self.details.value}</div></div>"
+        )
 
     def _show_details(self) -> None:
         name = self.tree.selected
@@ -189,7 +225,8 @@ class CheckpointBrowser(W.VBox):
             )
         elif name in self._names:
             body = details_html(self.checkpoint, name, heatmap=self.heatmap.value)
-            row = next((r for r in self.report.rows if r.name == name), None) if self.report else None
+            body += slices_html(self.checkpoint, name)
+            row = self._report_rows.get(name)
             if row is not None and row.status != "matched":
                 body = body.replace(
                     '<div class="ms-details-meta">',

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import threading
 import time
 from typing import Any
 
@@ -16,6 +17,9 @@ import ipywidgets as w
 
 from ms_notebook.runs.runner import EVALUATING, IDLE, STOPPING, TRAINING, Runner
 from ms_notebook.widgets import frontend
+from ms_notebook.widgets.interpretation import InterpretationView
+from ms_notebook.widgets.lr_finder import LRFinderView
+from ms_notebook.widgets.static import StaticRendering, png_html, section
 
 TAG_EVAL, TAG_FINETUNE = "ms-eval", "ms-finetune"
 
@@ -33,15 +37,28 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def progress_text(progress: dict[str, Any], state: str) -> str:
-    """One line: state, epoch, step of total, speed and ETA."""
+    """One line: state, epochs, step of total, speed and ETA (from ``Runner.progress()``).
+
+    A first run reads "training · epoch 2/10 · step 12/70 · …". A run that continues a history says which
+    epochs it covers and counts steps as the history (table, chart) does: "training · epochs 36–40 ·
+    epoch 38 · step 362 (12/50 this run) · …".
+    """
     step, total = progress.get("step", 0), progress.get("total", 0)
     if not total:
         return {IDLE: "ready", EVALUATING: "evaluating…"}.get(state, state)
-    parts = [f"epoch {progress.get('epoch', 0)}/{progress.get('epochs', 0)}", f"step {step}/{total}"]
+    first, last = progress.get("first_epoch", 1), progress.get("last_epoch", progress.get("epochs", 0))
+    epoch = progress.get("global_epoch", progress.get("epoch", 0))
+    if first <= 1:
+        parts = [f"epoch {progress.get('epoch', 0)}/{progress.get('epochs', 0)}", f"step {step}/{total}"]
+    else:
+        span = f"epochs {first}–{last}" if last > first else f"epoch {first}"
+        parts = [span, f"epoch {max(epoch, first)}",
+                 f"step {progress.get('global_step', step)} ({step}/{total} this run)"]
     if progress.get("steps_per_s"):
         parts.append(f"{progress['steps_per_s']:.1f} steps/s")
     if state in (TRAINING, STOPPING):
-        parts.append(f"ETA {format_seconds(progress.get('eta_s'))}")
+        eta = progress.get("eta_s")
+        parts.append("ETA estimating…" if eta is None else f"ETA {format_seconds(eta)}")
     names = {TRAINING: "training", STOPPING: "stopping", EVALUATING: "evaluating", IDLE: "done"}
     prefix = names.get(state, state)
     if state == IDLE and step < total:
@@ -79,30 +96,74 @@ def _table(rows: list[tuple[str, str]]) -> str:
     return f"<table class='ms-dashboard-metrics'>{body}</table>"
 
 
-class Dashboard(w.VBox):
-    """Evaluate / Fine-tune / Stop a ``Runner`` from buttons; device, epochs, learning rate, live curves."""
+def _status_html(text: str) -> str:
+    return f"<div class='ms-dashboard-status-text'>{html.escape(text)}</div>"
 
-    def __init__(self, runner: Runner, epochs: int = 1, max_updates_per_s: float = 5.0) -> None:
+
+# button -> its style while it can be pressed; a disabled button drops its colour so it looks unavailable
+_BUTTON_STYLES = {"fit_button": "primary", "stop_button": "warning"}
+_NARROW = "0 12px 2px 0"
+
+
+class Dashboard(StaticRendering, w.VBox):
+    """Evaluate / Fine-tune / Stop a ``Runner`` from buttons; device, epochs, learning rate, live curves.
+
+    Every number it shows comes from one place at one moment: on each recorded step (throttled to
+    ``max_updates_per_s``) the status line, the metrics table and the live chart are updated together from
+    the run's history and ``Runner.progress()``.
+    """
+
+    def __init__(self, runner: Runner, epochs: int = 1, max_updates_per_s: float = 2.0) -> None:
         self.runner = runner
         self._min_interval = 1.0 / max_updates_per_s
         self._last_update = 0.0
         self._note = ""
+        self._figure: tuple[tuple[Any, ...], bytes] | None = None  # (what it shows, PNG) of the last figure
+        self.figures_drawn = 0  # PNGs drawn for the saved copy (one per finished run while it is displayed)
         devices = runner.devices()
-        self.device = w.Dropdown(options=list(devices.available), value=devices.current, description="device")
-        self.epochs = w.BoundedIntText(value=epochs, min=1, max=10_000, description="epochs")
+        wide = {"description_width": "initial"}  # labels in full: "learning rate", not "learning r…"
+        self.device = w.Dropdown(options=list(devices.available), value=devices.current, description="device",
+                                 style=wide, layout=w.Layout(width="auto", margin=_NARROW))
+        self.device_note = w.HTML(layout=w.Layout(margin=_NARROW))
+        self.device_note.add_class("ms-dashboard-device-note")
+        self.epochs = w.BoundedIntText(value=epochs, min=1, max=10_000, description="epochs", style=wide,
+                                       layout=w.Layout(width="150px", margin=_NARROW))
         lr = runner.learning_rate()
         shown_lr = float(f"{lr:.6g}") if lr is not None else 0.0  # not float32 noise like 0.0199999
-        self.lr = w.FloatText(value=shown_lr, description="learning rate", disabled=lr is None, step=None)
+        self.lr = w.FloatText(value=shown_lr, description="learning rate", disabled=lr is None, step=None,
+                              style=wide, layout=w.Layout(width="210px", margin=_NARROW))
         self.evaluate_button = w.Button(description="Evaluate", icon="check", tooltip="Evaluate on eval data")
-        self.fit_button = w.Button(description="Fine-tune", icon="play", button_style="primary")
-        self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning")
-        self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress")
-        self.status = w.Label(value="ready")
+        self.fit_button = w.Button(description="Fine-tune", icon="play", button_style="primary",
+                                   tooltip="Train for the epochs above")
+        self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning",
+                                    tooltip="Stop after the current step")
+        self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress",
+                                        layout=w.Layout(width="auto", flex="0 1 320px"))
+        self.status = w.HTML(value=_status_html("ready"),
+                             layout=w.Layout(flex="1 1 260px", margin="0 0 0 8px"))
         self.status.add_class("ms-dashboard-status")
-        self.metrics = w.HTML(value=_table([]))
+        self.metrics = w.HTML(value=_table([]), layout=w.Layout(flex="0 0 auto", margin="0 12px 0 0"))
         self.error = w.HTML(value="")
+        # fastai's tools: learning-rate finder, gradual unfreezing (fine_tune), interpretation
+        self.find_lr_button = w.Button(description="Find LR", icon="search",
+                                       tooltip="Learning-rate finder: a short ramp, weights restored after")
+        self.interpret_button = w.Button(description="Interpret", icon="table",
+                                         tooltip="Confusion matrix, per-class accuracy, top losses")
+        self.freeze_epochs = w.BoundedIntText(
+            value=0, min=0, max=10_000, description="unfreeze after", style={"description_width": "initial"},
+            layout=w.Layout(width="150px"),
+            tooltip="Gradual unfreezing (fastai's fine_tune): train the head alone this many epochs with the "
+                    "backbone frozen, then everything at lower, discriminative rates. 0: as the plan says.",
+        )
+        self.notice = w.HTML(value="")
+        self.lr_finder = LRFinderView()
+        self.lr_finder.on_use(self._use_lr)
+        self.interpretation = InterpretationView()
+        self.adopt_static(self.lr_finder, self.interpretation)
+        self._shown: dict[str, Any] = {"lr": None, "interpretation": None}
+        self._shown_lock = threading.Lock()  # refresh runs on the training thread and the kernel's
         runner.curves.view.enabled = True
-        runner.curves.view.embedded = True
+        runner.curves.view.embedded = True  # steps reach the chart with this widget's updates only
         self.curves = runner.curves.view.widget()  # the live chart, with its own smoothing and log controls
 
         # With the JupyterLab extension, a notebook's cells tagged ms-eval / ms-finetune run instead, so the
@@ -111,17 +172,48 @@ class Dashboard(w.VBox):
         self.evaluate_button.on_click(lambda _: self._act(self._evaluate))
         self.fit_button.on_click(lambda _: self._act(self._start_fit))
         self.stop_button.on_click(lambda _: self._act(self.runner.stop))
+        self.find_lr_button.on_click(lambda _: self._act(self.runner.start_find_lr))
+        self.interpret_button.on_click(lambda _: self._act(self.runner.start_interpret))
         self.device.observe(self._on_device, names="value")
         runner.add_listener(self._on_event)
+        runner.curves.add_listener(self._on_record)
 
-        settings = w.HBox([self.device, self.epochs, self.lr])
-        buttons = w.HBox([self.evaluate_button, self.fit_button, self.stop_button])
-        progress = w.HBox([self.progress, self.status])
-        self.curves.layout.flex = "1 1 auto"
-        body = w.HBox([self.metrics, self.curves])
-        super().__init__([settings, buttons, progress, self.error, body])
+        wrap = w.Layout(flex_flow="row wrap", align_items="center")
+        self.device_note.layout.max_width = "460px"
+        device = w.HBox([self.device, self.device_note], layout=wrap)  # why it cannot change, beside it
+        settings = w.HBox([device, self.epochs, self.lr, self.freeze_epochs], layout=wrap)
+        buttons = w.HBox([self.evaluate_button, self.fit_button, self.stop_button, self.find_lr_button,
+                          self.interpret_button], layout=wrap)
+        progress = w.HBox([self.progress, self.status], layout=w.Layout(flex_flow="row wrap",
+                                                                        align_items="center", width="100%"))
+        self.curves.layout.flex = "1 1 360px"
+        self.curves.layout.min_width = "0"
+        body = w.HBox([self.metrics, self.curves], layout=w.Layout(flex_flow="row wrap", width="100%",
+                                                                   align_items="flex-start"))
+        super().__init__([settings, buttons, progress, self.error, self.notice, body, self.lr_finder,
+                          self.interpretation])
         self.add_class("ms-dashboard")
         self.refresh()
+
+    @property
+    def status_text(self) -> str:
+        """The status line as plain text ("training · epoch 2/10 · step 12/70 · …")."""
+        return html.unescape(self.status.value.split(">", 1)[1].rsplit("<", 1)[0])
+
+    def detach(self) -> None:
+        """Stop following the runner's curves (a Studio replaces its Dashboard after each Apply)."""
+        self.runner.curves.remove_listener(self._on_record)
+
+    def settings(self) -> dict[str, Any]:
+        """The epochs and learning rate as set in the fields, to carry over to a new Dashboard."""
+        return {"epochs": int(self.epochs.value), "lr": None if self.lr.disabled else float(self.lr.value)}
+
+    def use_settings(self, settings: dict[str, Any]) -> None:
+        """Put ``settings()`` of an earlier Dashboard into the fields (applied on the next Fine-tune)."""
+        if settings.get("epochs"):
+            self.epochs.value = int(settings["epochs"])
+        if settings.get("lr") and not self.lr.disabled:
+            self.lr.value = float(settings["lr"])
 
     # -- intents -------------------------------------------------------------------------------------
     def _act(self, action) -> None:
@@ -147,8 +239,29 @@ class Dashboard(w.VBox):
         current = self.runner.learning_rate()
         if self.lr.value and not self.lr.disabled and float(f"{current:.6g}") != self.lr.value:
             self.runner.set_learning_rate(float(self.lr.value))
-        if not self._run_tagged(TAG_FINETUNE):
+        if self._run_tagged(TAG_FINETUNE):
+            return
+        if self.freeze_epochs.value and self.runner.can_fine_tune():
+            self.runner.start_fine_tune(int(self.epochs.value), int(self.freeze_epochs.value))
+        else:
             self.runner.start_fit(int(self.epochs.value))
+
+    def _use_lr(self, lr: float) -> None:
+        """The finder's "Use suggestion": the learning rate field (applied at the next Fine-tune)."""
+        self.lr.value = float(f"{lr:.3g}")
+
+    def find_lr(self, **kwargs: Any) -> Any:
+        """Run the learning-rate finder now (blocking) and show its curve; returns the LRFinderResult."""
+        result = self.runner.find_lr(**kwargs)
+        self.refresh()
+        return result
+
+    def interpret(self, top_k: int = 9) -> Any:
+        """Interpret the network on the eval data now (blocking) and show it; returns the Interpretation."""
+        self.interpretation.top_k = top_k
+        result = self.runner.interpret(top_k)
+        self.refresh()
+        return result
 
     def _on_device(self, change: dict[str, Any]) -> None:
         try:
@@ -165,35 +278,123 @@ class Dashboard(w.VBox):
                             f"white-space:pre-wrap;max-height:12em;overflow:auto'>{html.escape(text)}</pre>")
 
     # -- updates -------------------------------------------------------------------------------------
+    def _on_record(self, record: dict[str, Any]) -> None:
+        """A record reached the history (training thread): chart, status and table follow it together."""
+        if record.get("type") != "step":
+            self.runner.curves.view.update(force=True)
+            return
+        now = time.monotonic()
+        if now - self._last_update < self._min_interval:
+            return
+        self._last_update = now
+        self.runner.curves.view.update(force=True)
+        self.refresh(progress_only=True)
+
     def _on_event(self, event: str, runner: Runner) -> None:
         self._note = ""
         if event == "step":
-            now = time.monotonic()
-            if now - self._last_update < self._min_interval:
-                return
-            self._last_update = now
-            self.refresh(progress_only=True)
-            return
+            return  # followed through the history (_on_record), where the step is already recorded
         if event == "error":
             self._show_error(runner.error_text or str(runner.error))
         self.refresh()
+        if event == "state" and runner.state == IDLE:  # a run ended: the saved copy shows its figure
+            self.refresh_static()
 
     def refresh(self, progress_only: bool = False) -> None:
         """Copy the runner's state into the widgets."""
         runner = self.runner
         progress = runner.progress()
         self.progress.value = min(max(progress["fraction"], 0.0), 1.0)
-        self.status.value = progress_text(progress, runner.state)
+        text = progress_text(progress, runner.state)
         if self._note and runner.state == IDLE:  # a tagged cell was asked to run and has not started yet
-            self.status.value = self._note
+            text = self._note
+        self.status.value = _status_html(text)
+        self.metrics.value = _table(metrics_rows(runner))
         if progress_only:
             return
         actions = runner.actions()
         self.evaluate_button.disabled = not actions["evaluate"]
         self.fit_button.disabled = not actions["fit"]
         self.stop_button.disabled = not actions["stop"]
+        for name, style in _BUTTON_STYLES.items():
+            button = getattr(self, name)
+            button.button_style = "" if button.disabled else style
         self.device.disabled = not actions["device"]
+        self._explain_device(actions["device"])
         self.epochs.disabled = runner.running
         self.lr.disabled = runner.running or runner.learning_rate() is None
+        self.lr.tooltip = ("the optimizer uses a learning-rate schedule: set it when building the optimizer"
+                           if runner.learning_rate() is None else "applied when you press Fine-tune")
         self.progress.bar_style = {"stopping": "warning"}.get(runner.state, "danger" if runner.error else "")
-        self.metrics.value = _table(metrics_rows(runner))
+        self._refresh_tools(actions)
+
+    def _refresh_tools(self, actions: dict[str, bool]) -> None:
+        """The fastai tools' buttons, the runner's notice, and a new finder curve or interpretation."""
+        runner = self.runner
+        self.find_lr_button.disabled = not actions["fit"]
+        self.interpret_button.disabled = not actions["evaluate"]
+        self.freeze_epochs.disabled = runner.running or not runner.can_fine_tune()
+        self.notice.value = ("" if not runner.notice else
+                             f"<div class='ms-dashboard-notice' style='color:var(--jp-warn-color0,#e65100)'>"
+                             f"{html.escape(runner.notice)}</div>")
+        if runner.state != IDLE:
+            return
+        with self._shown_lock:  # show each new result once, whichever thread gets here first
+            if runner.last_lr_find is not None and runner.last_lr_find is not self._shown["lr"]:
+                self._shown["lr"] = runner.last_lr_find
+                self.lr_finder.show(runner.last_lr_find)
+            interpretation = runner.last_interpretation
+            if interpretation is not None and interpretation is not self._shown["interpretation"]:
+                self._shown["interpretation"] = interpretation
+                self.interpretation.show(interpretation)
+
+    def _explain_device(self, can_change: bool) -> None:
+        """Say why the device cannot be chosen now, beside the dropdown and in its tooltip."""
+        current = self.device.value
+        if self.runner.running:
+            why = "the device cannot change while a run is in progress"
+        elif not can_change:
+            why = (f"fixed to {current} in this kernel: MindSpore cannot switch device once it has run; "
+                   "restart the kernel to choose another")
+        elif len(self.device.options) == 1:
+            why = f"only {current} is available in this process (no GPU or Ascend found)"
+        else:
+            why = ""
+        self.device.tooltip = why or "the device the next run uses"
+        self.device_note.value = (
+            f"<span style='color:var(--jp-ui-font-color2);font-size:var(--jp-ui-font-size0)'>"
+            f"{html.escape(why)}</span>" if why else ""
+        )
+
+    # -- the static copy -----------------------------------------------------------------------------
+    def static_png(self) -> bytes | None:
+        """The curves of every run so far (PNG at 2x), drawn again only when the history changed."""
+        curves = self.runner.curves
+        runs = [*curves.overlays, curves.history_obj]
+        if not any(len(run) or len(run.epochs()) for run in runs):
+            return None
+        key = (tuple((id(run), run.version) for run in runs), curves.smoothing, curves.log_y)
+        if self._figure is None or self._figure[0] != key:
+            self._figure = (key, curves.figure_png())
+            self.figures_drawn += 1
+        return self._figure[1]
+
+    def static_html(self) -> str:
+        settings = (f"device {html.escape(str(self.device.value))} · epochs {self.epochs.value} · "
+                    f"learning rate {self.lr.value:g}")
+        text = progress_text(self.runner.progress(), self.runner.state)
+        parts = [f"<div>{settings}</div>",
+                 f"<div style='font-weight:600;margin:4px 0'>{html.escape(text)}</div>"]
+        if self.error.value:
+            parts.append(self.error.value)
+        parts.append(f"<div style='display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start'>"
+                     f"<div>{self.metrics.value}</div>")
+        png = self.static_png()
+        if png:
+            parts.append(f"<div style='flex:1 1 360px'>{png_html(png, 720, 'training curves')}</div>")
+        parts.append("</div>")
+        if self.lr_finder.result is not None:
+            parts.append(section("Learning-rate finder", self.lr_finder.static_html()))
+        if self.interpretation.interpretation is not None:
+            parts.append(section("Interpretation", self.interpretation.static_html()))
+        return "".join(parts)

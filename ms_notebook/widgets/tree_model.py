@@ -5,12 +5,12 @@ takes entries shaped like ``TensorInfo`` (``name, shape, dtype, numel, nbytes, g
 list of rows that are visible right now; the widget (``tree.py``) only ships those rows to the browser.
 
 Rules:
-- Names split on ``.`` into a tree; an inner node carries the totals (tensors, parameters, bytes) of its
-  visible leaves.
+- Names split on ``.`` into a tree (``checkpoint.tree.split_name``: at most 32 levels), siblings in natural
+  order (``layers.2`` before ``layers.10``, ``checkpoint.tree.natural_key``), the same tree the Checkpoint
+  Viewer shows; an inner node carries the totals (tensors, parameters, bytes) of its visible leaves.
 - Groups in ``hidden_groups`` (default: optimizer and extra) are hidden entirely.
-- A filter keeps matching leaves plus their ancestors. ``*``/``?``/``[`` make it a glob over the full name, a
-  ``/…/`` or ``re:`` prefix makes it a regular expression (searched), anything else is a case-insensitive
-  substring. A glob matches the whole name or a tail starting after a dot.
+- A filter keeps matching leaves plus their ancestors. The syntax (substring, glob ``*.weight``, segments
+  ``/bn/``, ``/regex/`` or ``re:``) is ``checkpoint.filters``, the same the Checkpoint Viewer's server uses.
   Setting a filter expands the ancestors of every match; clearing it restores the expand state from before.
 - ``statuses`` maps a node id to a CSS status class (``shape_mismatch`` …); ``only_statuses`` keeps only
   leaves whose status is in that set (the browser's "only problems" toggle).
@@ -20,11 +20,14 @@ Rules:
 
 from __future__ import annotations
 
-import fnmatch
-import re
+import bisect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ms_notebook.checkpoint.filters import compile_filter
+from ms_notebook.checkpoint.tree import natural_key, split_name
+from ms_notebook.checkpoint.units import format_bytes, format_count
 
 DEFAULT_HIDDEN_GROUPS = frozenset({"optimizer", "extra"})
 
@@ -62,43 +65,9 @@ class Node:
     index: int = 0  # creation order: parents before children
 
 
-def human_bytes(n: float) -> str:
-    """1536 -> '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
-
-
-def human_count(n: int) -> str:
-    """1234567 -> '1.23M' (exact below 10,000)."""
-    if n < 10_000:
-        return str(n)
-    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= div:
-            return f"{n / div:.3g}{suffix}"
-    return str(n)  # pragma: no cover
-
-
-def compile_filter(text: str) -> Callable[[str], bool] | None:
-    """Filter text -> predicate over full names; None for an empty filter; bad regex -> ValueError."""
-    text = text.strip()
-    if not text:
-        return None
-    if text.startswith("re:") or (len(text) > 2 and text.startswith("/") and text.endswith("/")):
-        pattern = text[3:] if text.startswith("re:") else text[1:-1]
-        try:
-            rx = re.compile(pattern, re.IGNORECASE)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
-        return lambda name: rx.search(name) is not None
-    if any(c in text for c in "*?["):
-        # a glob matches the full name or any part starting at a dot: "layers.1*" finds "model.layers.12.w"
-        rx = re.compile(f"(?:.*\\.)?{fnmatch.translate(text)}", re.IGNORECASE | re.DOTALL)
-        return lambda name: rx.match(name) is not None
-    low = text.lower()
-    return lambda name: low in name.lower()
+# The one size and count rule (``checkpoint.units``): "4.5 KiB", "16.4K".
+human_bytes = format_bytes
+human_count = format_count
 
 
 class TreeModel:
@@ -115,8 +84,15 @@ class TreeModel:
         self.nodes: dict[str, Node] = {}
         self._order: list[Node] = []
         self.leaves: list[Node] = []
+        self._sorted = False
         for info in entries:
             self._insert(info)
+        for node in self._order:
+            if len(node.children) > 1:
+                node.children.sort(key=_label_key)
+        if len(self.root.children) > 1:
+            self.root.children.sort(key=_label_key)
+        self._sorted = True
         self.columns: list[Column] = list(columns)
         self.hidden_groups: set[str] = set(hidden_groups)
         self.expanded: set[str] = set()
@@ -132,16 +108,20 @@ class TreeModel:
 
     # ---- building ----
     def _insert(self, info: Any) -> None:
+        """Add one entry (its name's levels as nodes); after construction it lands in natural order."""
         parent = self.root
         node_id = ""
-        for i, part in enumerate(info.name.split(".")):
+        for i, part in enumerate(split_name(info.name)):
             node_id = f"{node_id}.{part}" if i else part
             node = self.nodes.get(node_id)
             if node is None:
                 node = Node(node_id, part, i, parent=parent, index=len(self._order))
                 self._order.append(node)
                 self.nodes[node_id] = node
-                parent.children.append(node)
+                if self._sorted:
+                    bisect.insort(parent.children, node, key=_label_key)
+                else:
+                    parent.children.append(node)
             parent = node
         parent.info = info
         self.leaves.append(parent)
@@ -166,14 +146,12 @@ class TreeModel:
     def visible_leaves(self, node: Node | None = None) -> list[Node]:
         """Visible leaves under ``node`` (default: all), in file/tree order."""
         out: list[Node] = []
-
-        def walk(n: Node) -> None:
+        stack = [node or self.root]
+        while stack:
+            n = stack.pop()
             if n.info is not None and self.leaf_visible(n):
                 out.append(n)
-            for c in n.children:
-                walk(c)
-
-        walk(node or self.root)
+            stack.extend(reversed(n.children))
         return out
 
     # ---- intents ----
@@ -219,6 +197,14 @@ class TreeModel:
 
     def select(self, node_id: str) -> None:
         self.selected = node_id if node_id in self.nodes else ""
+
+    def reveal(self, node_id: str) -> None:
+        """Expand every ancestor of ``node_id`` so its row is in ``rows()`` (when its leaves are visible)."""
+        node = self.nodes.get(node_id)
+        parent = node.parent if node is not None else None
+        while parent is not None and parent is not self.root:
+            self.expanded.add(parent.id)
+            parent = parent.parent
 
     def set_statuses(self, statuses: Mapping[str, str], only: Iterable[str] | None = None) -> None:
         self.statuses = dict(statuses)
@@ -333,6 +319,10 @@ class TreeModel:
             "visible": sum(1 for leaf in self.leaves if self.leaf_visible(leaf)),
             "total": len(self.leaves),
         }
+
+
+def _label_key(node: Node) -> tuple:
+    return natural_key(node.label)
 
 
 def _shape_text(shape: Iterable[int]) -> str:

@@ -12,6 +12,10 @@ Helpers (test modules do ``from .conftest import write_notebook, open_notebook, 
     cell_output(page, index)           the output area of a cell, as a Playwright locator
     output_text(page, index, *texts)   a cell's output text once it shows all ``texts`` (widgets draw late)
     screenshot(page, name)             save ``test-artifacts/<name>.png``
+    set_theme(page, light)             JupyterLab Light / Dark, waiting until it applies
+    show_file_browser(page, shown)     open or close the left side panel's file browser
+    clipped(locator)                   what a person cannot read in it: cut text, overflowing boxes
+    lab_env(lab)                       the lab's environment (its Jupyter folders), e.g. for `jupyter trust`
 
 Chromium comes from Debian (``make test`` installs it); ``playwright install`` is never used.
 """
@@ -80,7 +84,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     )
     log = base / "server.log"
     args = ["--ServerApp.disable_check_xsrf=False",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.expose_app_in_browser=True"]  # window.jupyterapp: tests can set cell metadata
     with jupyter_server([sys.executable, "-m", "jupyterlab"], root, env, log, args,
                         SERVER_START_TIMEOUT_S) as (url, token):
         yield Lab(url=url, token=token, root=root, log=log)
@@ -114,6 +119,23 @@ def page(_browser, lab: Lab, request: pytest.FixtureRequest):
         if console_errors:
             print(f"browser console errors in {request.node.name}:", *console_errors[:20], sep="\n  ")
         context.close()
+
+
+@pytest.fixture
+def fresh_workspace(page, lab: Lab, request: pytest.FixtureRequest):
+    """Leave the lab's workspace as found: restored viewers or notebooks would hide the launcher next time."""
+    yield
+    screenshot(page, f"{request.node.name}-end")
+    page.goto(f"{lab.url}/lab?reset&token={lab.token}")
+    page.wait_for_selector(".jp-LauncherCard", timeout=60_000)
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoint() -> str:
+    """Build the demo checkpoint in this process's cache before a kernel (same environment) needs it."""
+    from ms_notebook.demo import pretrained_checkpoint
+
+    return pretrained_checkpoint()
 
 
 def write_notebook(lab: Lab, name: str, cells: list[str]) -> Path:
@@ -265,6 +287,69 @@ def output_text(page, index: int, *texts: str, timeout_s: float = 60) -> str:
         return wait_for(shown, timeout_s, f"cell {index} to show {texts!r}")
     except AssertionError as error:
         raise AssertionError(f"{error}; it shows {area.first.inner_text()[:500]!r}") from None
+
+
+def set_theme(page, light: bool) -> None:
+    """Switch JupyterLab's theme through the command palette and wait until it applies."""
+    theme = "JupyterLab Light" if light else "JupyterLab Dark"
+    if page.evaluate("document.body.dataset.jpThemeLight") == ("true" if light else "false"):
+        return
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator(".lm-CommandPalette-input")
+    palette.wait_for()
+    palette.fill(f"Use Theme: {theme}")
+    page.locator(".lm-CommandPalette-item", has_text=f"Use Theme: {theme}").first.click()
+    page.wait_for_function(f"document.body.dataset.jpThemeLight === '{'true' if light else 'false'}'",
+                           timeout=30_000)
+    page.wait_for_timeout(500)  # the theme's CSS variables reach every element
+
+
+def show_file_browser(page, shown: bool) -> None:
+    """Open (or close) the file browser in the left side panel."""
+    tab = page.locator(".jp-SideBar.lm-TabBar .lm-TabBar-tab[data-id='filebrowser']")
+    browser = page.locator("#filebrowser")
+    if browser.is_visible() != shown:
+        tab.click()
+        wait_for(lambda: browser.is_visible() == shown, 15, "the file browser to open or close")
+        page.wait_for_timeout(400)  # the main area re-lays out
+
+
+# Elements whose text a person cannot read: content wider than the box that clips it (cut text, "…"), and
+# boxes that stick out of the output area. Inputs scroll their own text and are left out; so is the tree's
+# vertical scroller. Returns [{what, text, scrollWidth, clientWidth}] (empty: nothing is cut).
+_CLIPPED_JS = """
+(root) => {
+  const out = [];
+  const area = root.closest('.jp-OutputArea-output') || root;
+  const limit = area.getBoundingClientRect().right + 1;
+  for (const el of [root, ...root.querySelectorAll('*')]) {
+    if (el.closest('input, textarea, select, svg') && el.tagName !== 'svg') continue;
+    if (el.closest('pre')) continue;  // code scrolls sideways, as in any code cell
+    const style = getComputedStyle(el);
+    if (style.display === 'none' || style.visibility === 'hidden' || !el.getClientRects().length) continue;
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0) continue;
+    const name = `${el.tagName.toLowerCase()}.${[...el.classList].join('.')}`;
+    const text = (el.innerText || el.textContent || '').trim().slice(0, 60);
+    if (style.overflowX !== 'visible' && el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0)
+      out.push({what: name, text, scrollWidth: el.scrollWidth, clientWidth: el.clientWidth});
+    else if (box.right > limit && !el.closest('.ms-tree-spacer'))
+      out.push({what: name + ' (sticks out)', text, scrollWidth: Math.round(box.right),
+                clientWidth: Math.round(limit)});
+  }
+  return out;
+}
+"""
+
+
+def clipped(locator) -> list[dict]:
+    """What a person cannot read in ``locator``'s element (see ``_CLIPPED_JS``); [] when nothing is cut."""
+    return locator.evaluate(_CLIPPED_JS)
+
+
+def lab_env(lab: Lab) -> dict[str, str]:
+    """The environment of the lab's server: its isolated Jupyter folders (the notary's key among them)."""
+    return jupyter_env(lab.root.parent, GLOG_v="3")
 
 
 def screenshot(page, name: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 
@@ -48,7 +49,10 @@ print("runner ready")
 def _luminance(locator) -> float:
     """Relative brightness (0 black .. 1 white) of an SVG text's computed fill colour."""
     fill = locator.evaluate("node => getComputedStyle(node).fill")
-    red, green, blue = (int(v) for v in re.findall(r"\d+", fill)[:3])
+    channels = re.findall(r"\d+", fill)[:3]
+    if len(channels) < 3:  # no colour yet (the chart is redrawn as the theme changes): NaN, so waits go on
+        return math.nan
+    red, green, blue = (int(v) for v in channels)
     return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
 
 

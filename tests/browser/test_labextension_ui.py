@@ -12,16 +12,7 @@ import pytest
 
 from .conftest import cell_output, open_notebook, output_text, run_all, run_cell, screenshot
 
-pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(autouse=True)
-def _reset_workspace(page, lab, request):
-    """Leave the lab's workspace as found: restored viewers or notebooks would hide the launcher next time."""
-    yield
-    screenshot(page, f"{request.node.name}-end")
-    page.goto(f"{lab.url}/lab?reset&token={lab.token}")
-    page.wait_for_selector(".jp-LauncherCard", timeout=60_000)
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("fresh_workspace")]
 
 
 @pytest.fixture(scope="module")
@@ -160,15 +151,21 @@ def test_new_notebook_from_checkpoint_runs_without_error(page, lab, digits_ckpt)
     sources = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
     assert sources[0].startswith("import ms_notebook")
     assert 'ms_notebook.open_checkpoint("digits.ckpt")' in sources[0]
+    assert sources[0].splitlines()[-1] == "print(ck)"  # not `ck`: the browser is shown once, by the next cell
     assert sources[1] == "ms_notebook.browse(ck)"
+    code = "\n".join(sources)
+    assert str(lab.root) not in code and not re.search(r"[\"']/", code), "no absolute path in generated code"
     assert "ms_notebook.TransferPlan(net, ck)" in sources[3]
     run_all(page, timeout_ms=240_000)
     errors = page.locator(
         ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output[data-mime-type*='error']"
     )
     assert errors.count() == 0, errors.all_inner_texts()
-    # `ck` as the cell's last expression shows the checkpoint browser
-    output_text(page, 1, "digits.ckpt · ckpt", "14 tensors")
+    # the first cell says what it opened; the browser appears once, under browse(ck)
+    output_text(page, 1, "<Checkpoint 'digits.ckpt' format=ckpt tensors=14")
+    output_text(page, 2, "digits.ckpt · ckpt", "14 tensors")
+    browsers = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .ms-checkpoint-browser")
+    assert browsers.count() == 1
     output_text(page, 4, "tensors reloaded")
     screenshot(page, "labext-new-notebook")
     # a second request picks a free name instead of overwriting

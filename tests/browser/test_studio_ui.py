@@ -19,19 +19,21 @@ _STATUS = re.compile(r"^(ready|training|stopping|stopped|evaluating|done)")
 
 
 def _widget_shot(locator, name: str) -> Path:
-    """A screenshot of one widget (for the README), beside the page screenshots."""
+    """A screenshot of one widget, beside the page screenshots. When a run ends the output is drawn again
+    (its saved copy is refreshed), so a shot taken at that moment is retried."""
+    from playwright.sync_api import Error as PlaywrightError
+
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    locator.screenshot(path=str(path))
+    for attempt in range(3):
+        try:
+            locator.screenshot(path=str(path))
+            break
+        except PlaywrightError:
+            if attempt == 2:
+                raise
+            time.sleep(1.0)
     return path
-
-
-@pytest.fixture
-def demo_checkpoint() -> str:
-    """Build the demo checkpoint in this process's cache before the kernel (same environment) needs it."""
-    from ms_notebook.demo import pretrained_checkpoint
-
-    return pretrained_checkpoint()
 
 
 def test_studio_drives_the_lesson_browse_apply_finetune_stop(page, lab, demo_checkpoint):
@@ -88,7 +90,7 @@ def test_studio_drives_the_lesson_browse_apply_finetune_stop(page, lab, demo_che
     epochs = run.locator(".widget-text", has=page.locator("label", has_text="epochs")).locator("input")
     epochs.fill("300")
     epochs.press("Enter")
-    status = run.locator("div.widget-label").filter(has_text=_STATUS).first
+    status = run.locator(".ms-dashboard-status").filter(has_text=_STATUS).first
     fine_tune = run.get_by_role("button", name="Fine-tune")
     stop = run.get_by_role("button", name="Stop")
     assert fine_tune.is_enabled() and stop.is_disabled()

@@ -14,11 +14,15 @@ function render({ model, el }) {
   el.append(bar, pre);
 
   const update = () => {
-    pre.textContent = model.get("code");
+    // highlighted by Python (Pygments, inline styles with the editor's theme colours); plain text otherwise
+    const highlighted = model.get("code_html");
+    if (highlighted) pre.innerHTML = highlighted;
+    else pre.textContent = model.get("code");
     title.textContent = model.get("title");
   };
   update();
   model.on("change:code", update);
+  model.on("change:code_html", update);
   model.on("change:title", update);
 
   button.addEventListener("click", async () => {

@@ -5,9 +5,14 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
 const NON_METRIC = new Set(["epoch", "step", "loss", "lr", "steps_per_s", "wall_time", "train_loss", "eval_loss"]);
 const MARKERS = ["circle", "square", "diamond", "triangle"];
-const WIDTH = 720;
-const HEIGHT = 250;
-const MARGIN = { left: 52, right: 10, top: 22, bottom: 30 };
+// The SVG is drawn at the pixel size it is shown at, so text keeps its CSS size (11 px ticks, 12 px titles)
+// however narrow the output is; a narrow chart gets fewer ticks and stacks its two panels, never smaller text.
+const SIDE_BY_SIDE_MIN = 640; // px: below this the metric panel goes under the loss panel
+const PANEL_HEIGHT = 230;
+const TICK_FONT = 11; // px, as in live_chart.css
+const MARGIN = { right: 12, top: 24, bottom: 38 };
+const X_TICK_SPACING = 80; // px per x tick label at most
+const Y_TICK_SPACING = 42;
 
 /** A float32 column from a synced binary trait (DataView / ArrayBuffer) or a plain list (saved JSON state). */
 function column(value) {
@@ -54,16 +59,28 @@ export function niceTicks(lo, hi, count = 5, integer = false) {
   return ticks;
 }
 
-function logTicks(lo, hi) {
-  if (hi - lo < 1) return niceTicks(10 ** lo, 10 ** hi, 5).filter((t) => t > 0).map(Math.log10);
-  const ticks = [];
-  for (let k = Math.floor(lo); k <= Math.ceil(hi); k++) {
-    for (const m of hi - lo < 1.2 ? [1, 2, 5] : [1]) {
-      const t = Math.log10(m) + k;
-      if (t >= lo - 1e-9 && t <= hi + 1e-9) ticks.push(t);
-    }
+/** Ticks on a log axis at round values: powers of ten, else 1-3, 1-2-5 or 1..9 times 10^k, else round
+ *  linear values (never 10^0.5 = 3.162). `lo`/`hi` are log10 of the range; ticks are returned as log10. */
+export function logTicks(lo, hi, count = 5) {
+  const within = (t) => t >= lo - 1e-9 && t <= hi + 1e-9;
+  const decades = [];
+  for (let k = Math.ceil(lo - 1e-9); k <= hi + 1e-9; k++) decades.push(k);
+  if (decades.length > count) {
+    const stride = Math.ceil(decades.length / count);
+    return decades.filter((k) => k % stride === 0);
   }
-  return ticks.length >= 2 ? ticks : niceTicks(lo, hi, 4);
+  let best = decades;
+  if (best.length >= Math.min(3, count)) return best;
+  for (const mantissas of [[1, 3], [1, 2, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]]) {
+    const ticks = [];
+    for (let k = Math.floor(lo) - 1; k <= Math.ceil(hi); k++)
+      for (const m of mantissas) if (within(Math.log10(m) + k)) ticks.push(Math.log10(m) + k);
+    if (ticks.length > count + 1) break; // denser sets only add more
+    if (ticks.length > best.length) best = ticks;
+    if (best.length >= Math.min(3, count)) return best;
+  }
+  const linear = niceTicks(10 ** lo, 10 ** hi, count).filter((t) => t > 0 && within(Math.log10(t)));
+  return linear.length > best.length ? linear.map(Math.log10) : best;
 }
 
 function format(value) {
@@ -151,35 +168,54 @@ function extent(values, log) {
   return [lo - pad, hi + pad];
 }
 
-/** One panel: frame, grid, ticks and the series drawn by `draw(sx, sy, g)`. Returns the scales. */
-function panel(svg, box, xDomain, yDomain, log, title, draw) {
+/** Rough width of a tick label in px (digits at 11 px): enough to size the left margin without measuring. */
+function labelWidth(text) {
+  return text.length * 6.6 + 4;
+}
+
+/** One panel: frame, grid, ticks, axis labels and the series drawn by `draw(sx, sy, g)`. Returns the scales.
+ *  `axes` = {x: label, y: label, integerX: bool}. Tick counts follow the panel's pixel size. */
+function panel(svg, box, xDomain, yDomain, log, title, axes, draw) {
   const g = el("g", { class: "ms-panel" }, svg);
   const [x0, x1] = xDomain;
   const [y0, y1] = yDomain;
   const sx = (x) => box.x + ((x - x0) / (x1 - x0 || 1)) * box.w;
   const sy = (y) => box.y + box.h - (((log ? Math.log10(y) : y) - y0) / (y1 - y0 || 1)) * box.h;
   el("rect", { class: "ms-frame", x: box.x, y: box.y, width: box.w, height: box.h }, g);
-  for (const t of niceTicks(x0, x1, 6, true)) {
+  const xCount = Math.max(2, Math.min(8, Math.floor(box.w / X_TICK_SPACING)));
+  const yCount = Math.max(2, Math.min(6, Math.floor(box.h / Y_TICK_SPACING)));
+  for (const t of niceTicks(x0, x1, xCount, axes.integerX)) {
     const x = sx(t);
     el("line", { class: "ms-grid", x1: x, x2: x, y1: box.y, y2: box.y + box.h }, g);
-    el("text", { class: "ms-tick", x, y: box.y + box.h + 13, "text-anchor": "middle" }, g).textContent = format(t);
+    el("text", { class: "ms-tick", x, y: box.y + box.h + TICK_FONT + 3, "text-anchor": "middle" }, g)
+      .textContent = format(t);
   }
-  for (const t of log ? logTicks(y0, y1) : niceTicks(y0, y1, 5)) {
+  for (const t of log ? logTicks(y0, y1, yCount) : niceTicks(y0, y1, yCount)) {
     const y = box.y + box.h - ((t - y0) / (y1 - y0 || 1)) * box.h;
     el("line", { class: "ms-grid", x1: box.x, x2: box.x + box.w, y1: y, y2: y }, g);
-    el("text", { class: "ms-tick", x: box.x - 4, y: y + 3.5, "text-anchor": "end" }, g).textContent = format(
+    el("text", { class: "ms-tick", x: box.x - 4, y: y + 4, "text-anchor": "end" }, g).textContent = format(
       log ? 10 ** t : t
     );
   }
-  el("text", { class: "ms-axis-label", x: box.x + box.w / 2, y: box.y + box.h + 26, "text-anchor": "middle" }, g)
-    .textContent = "step";
-  el("text", { class: "ms-title", x: box.x + box.w / 2, y: box.y - 7, "text-anchor": "middle" }, g).textContent = title;
+  el("text", { class: "ms-axis-label", x: box.x + box.w / 2, y: box.y + box.h + 2 * TICK_FONT + 9,
+    "text-anchor": "middle" }, g).textContent = axes.x;
+  const yLabel = el("text", { class: "ms-axis-label", x: 0, y: 0, "text-anchor": "middle",
+    transform: `translate(${box.x - box.left + TICK_FONT}, ${box.y + box.h / 2}) rotate(-90)` }, g);
+  yLabel.textContent = axes.y;
+  el("text", { class: "ms-title", x: box.x + box.w / 2, y: box.y - 8, "text-anchor": "middle" }, g).textContent = title;
   const clipId = `ms-clip-${Math.random().toString(36).slice(2)}`;
   const clip = el("clipPath", { id: clipId }, g);
   el("rect", { x: box.x, y: box.y, width: box.w, height: box.h }, clip);
   const plot = el("g", { "clip-path": `url(#${clipId})` }, g);
   draw(sx, sy, plot);
   return { sx, sy };
+}
+
+/** The pixel box of a panel: `left` leaves room for the y label and the widest tick label. */
+function box(x, y, w, h, yTicks) {
+  const left = TICK_FONT + 8 + Math.max(...yTicks.map(labelWidth), 20);
+  return { x: x + left, y: y + MARGIN.top, w: Math.max(w - left - MARGIN.right, 40),
+    h: Math.max(h - MARGIN.top - MARGIN.bottom, 40), left };
 }
 
 function render({ model, el: root }) {
@@ -208,40 +244,50 @@ function render({ model, el: root }) {
   bar.append(status, readout, smoothLabel, logLabel);
   const legend = document.createElement("div");
   legend.className = "ms-live-chart-legend";
-  const svg = el("svg", { class: "ms-live-chart-svg", viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img" });
+  const svg = el("svg", { class: "ms-live-chart-svg", role: "img" });
   root.append(bar, legend, svg);
 
-  /** Legend above the plots (never over the data): one entry per run, and the marker of each metric. */
-  function drawLegend(runs, names) {
+  function legendItem(swatch, text, cls = "") {
+    const item = document.createElement("span");
+    item.className = `ms-legend-item ${cls}`;
+    item.append(swatch, document.createTextNode(text));
+    legend.appendChild(item);
+  }
+
+  /** Legend above the plots (never over the data): one entry per run, eval loss, the marker of each metric. */
+  function drawLegend(runs, names, evalLoss) {
     legend.replaceChildren();
     for (const run of runs) {
       if (!run.steps.length && !run.epochs.length) continue;
-      const item = document.createElement("span");
-      item.className = `ms-legend-item${run.current ? " ms-legend-current" : ""}`;
       const swatch = el("svg", { width: 22, height: 8, class: "ms-legend-swatch" });
       el("line", { x1: 1, x2: 21, y1: 4, y2: 4, stroke: run.color, "stroke-width": run.current ? 2.4 : 1.6,
         "stroke-dasharray": run.current ? "none" : "5 3" }, swatch);
-      item.append(swatch, document.createTextNode(run.current ? run.label : `${run.label} (earlier)`));
-      legend.appendChild(item);
+      legendItem(swatch, run.current ? run.label : `${run.label} (earlier)`, run.current ? "ms-legend-current" : "");
+    }
+    if (evalLoss) {
+      const swatch = el("svg", { width: 10, height: 10, class: "ms-legend-swatch" });
+      marker("circle", 5, 5, "currentColor", swatch);
+      legendItem(swatch, "eval loss (per epoch)", "ms-legend-metric ms-legend-eval-loss");
     }
     names.forEach((name, m) => {
-      const item = document.createElement("span");
-      item.className = "ms-legend-item ms-legend-metric";
       const swatch = el("svg", { width: 10, height: 10, class: "ms-legend-swatch" });
       marker(MARKERS[m % MARKERS.length], 5, 5, "currentColor", swatch);
-      item.append(swatch, document.createTextNode(name));
-      legend.appendChild(item);
+      legendItem(swatch, name.replace(/_/g, " "), "ms-legend-metric");
     });
   }
 
   let frame = 0;
-  let lossScale = null; // {sx, sy, run, smoothed} of the last drawing, for the readout
+  let lossScale = null; // {sx, sy, run, smoothed, box} of the last drawing, for the readout
+  let width = 0; // the SVG's width in CSS px (the chart's own width)
   const schedule = () => {
     if (!frame) frame = requestAnimationFrame(draw);
   };
 
   function draw() {
     frame = 0;
+    const shown = root.clientWidth - 8; // 0 while in a hidden tab: keep the last size, redraw when shown
+    if (shown >= 120) width = Math.floor(shown);
+    else if (!width) width = 720;
     const smoothing = model.get("smoothing");
     const logY = model.get("log_y");
     smooth.value = String(smoothing);
@@ -259,8 +305,13 @@ function render({ model, el: root }) {
 
     const names = metricNames(runs);
     const split = names.length > 0;
-    const lossBox = { x: MARGIN.left, y: MARGIN.top, w: (split ? WIDTH / 2 : WIDTH) - MARGIN.left - MARGIN.right,
-      h: HEIGHT - MARGIN.top - MARGIN.bottom };
+    const sideBySide = split && width >= SIDE_BY_SIDE_MIN;
+    const panelW = sideBySide ? width / 2 : width;
+    const height = split && !sideBySide ? 2 * PANEL_HEIGHT : PANEL_HEIGHT;
+    svg.setAttribute("width", String(width));
+    svg.setAttribute("height", String(height));
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+
     const allSteps = runs.flatMap((run) => [...run.steps, ...run.epochs.map((e) => e.step)]);
     const xDomain = extent(allSteps, false) ?? [0, 1];
     xDomain[0] = Math.max(xDomain[0], 0);
@@ -268,9 +319,14 @@ function render({ model, el: root }) {
     const lossValues = runs.flatMap((run, i) => [...smoothed[i], ...(run.current && smoothing > 0 ? run.loss : []),
       ...run.epochs.map((e) => e.eval_loss ?? NaN)]);
     const yLoss = extent(lossValues, logY) ?? [0, 1];
-    drawLegend(runs, names);
+    const evalLoss = runs.some((run) => run.epochs.some((e) => Number.isFinite(e.eval_loss)));
+    drawLegend(runs, names, evalLoss);
+    const lossTicks = (logY ? logTicks(yLoss[0], yLoss[1]) : niceTicks(yLoss[0], yLoss[1])).map((t) =>
+      format(logY ? 10 ** t : t));
+    const lossBox = box(0, 0, panelW, PANEL_HEIGHT, lossTicks);
     const title = `loss per step${smoothing > 0 ? ` (EMA ${smoothing.toFixed(2)})` : ""}`;
-    const scales = panel(svg, lossBox, xDomain, yLoss, logY, title, (sx, sy, g) => {
+    const axes = { x: "step", y: "loss", integerX: true };
+    const scales = panel(svg, lossBox, xDomain, yLoss, logY, title, axes, (sx, sy, g) => {
       runs.forEach((run, i) => {
         const cls = `ms-series ms-series-loss ${run.current ? "ms-series-current" : "ms-series-overlay"}`;
         if (run.current && smoothing > 0)
@@ -287,21 +343,27 @@ function render({ model, el: root }) {
     lossScale = { ...scales, run: current, smoothed: smoothed[smoothed.length - 1], box: lossBox };
 
     if (split) {
-      const box = { x: WIDTH / 2 + MARGIN.left, y: MARGIN.top, w: WIDTH / 2 - MARGIN.left - MARGIN.right,
-        h: HEIGHT - MARGIN.top - MARGIN.bottom };
       const values = runs.flatMap((run) => run.epochs.flatMap((e) => names.map((name) => e[name] ?? NaN)));
       const yDomain = extent(values, false) ?? [0, 1];
-      panel(svg, box, xDomain, yDomain, false, "epoch metrics", (sx, sy, g) => {
-        for (const run of runs)
-          names.forEach((name, m) => {
-            const points = run.epochs.filter((e) => Number.isFinite(e[name]));
-            if (!points.length) return;
-            el("path", { class: `ms-series ms-series-metric ${run.current ? "ms-series-current" : "ms-series-overlay"}`,
-              d: pathData(points.map((e) => e.step), points.map((e) => e[name]), sx, sy), stroke: run.color,
-              "stroke-dasharray": run.current ? "none" : "5 3", "data-metric": name }, g);
-            for (const e of points) marker(MARKERS[m % MARKERS.length], sx(e.step), sy(e[name]), run.color, g);
-          });
-      });
+      const epochs = runs.flatMap((run) => run.epochs.map((e) => e.epoch));
+      const eDomain = extent(epochs, false) ?? [0, 1];
+      eDomain[0] = Math.max(eDomain[0], 0);
+      const ticks = niceTicks(yDomain[0], yDomain[1]).map(format);
+      const metricBox = sideBySide ? box(panelW, 0, panelW, PANEL_HEIGHT, ticks)
+        : box(0, PANEL_HEIGHT, width, PANEL_HEIGHT, ticks);
+      const yName = names.length === 1 ? names[0].replace(/_/g, " ") : "metric";
+      panel(svg, metricBox, eDomain, yDomain, false, "epoch metrics", { x: "epoch", y: yName, integerX: true },
+        (sx, sy, g) => {
+          for (const run of runs)
+            names.forEach((name, m) => {
+              const points = run.epochs.filter((e) => Number.isFinite(e[name]));
+              if (!points.length) return;
+              el("path", { class: `ms-series ms-series-metric ${run.current ? "ms-series-current" : "ms-series-overlay"}`,
+                d: pathData(points.map((e) => e.epoch), points.map((e) => e[name]), sx, sy), stroke: run.color,
+                "stroke-dasharray": run.current ? "none" : "5 3", "data-metric": name }, g);
+              for (const e of points) marker(MARKERS[m % MARKERS.length], sx(e.epoch), sy(e[name]), run.color, g);
+            });
+        });
     }
   }
 
@@ -312,8 +374,8 @@ function render({ model, el: root }) {
     point.x = event.clientX;
     point.y = event.clientY;
     const local = point.matrixTransform(svg.getScreenCTM().inverse());
-    const { box, run, smoothed } = lossScale;
-    if (local.x < box.x || local.x > box.x + box.w) {
+    const { box: area, run, smoothed } = lossScale;
+    if (local.x < area.x || local.x > area.x + area.w || local.y > area.y + area.h + MARGIN.bottom) {
       readout.textContent = "";
       return;
     }
@@ -341,9 +403,18 @@ function render({ model, el: root }) {
   });
   const names = ["steps", "loss", "epochs", "overlays", "label", "live", "smoothing", "log_y"];
   for (const name of names) model.on(`change:${name}`, schedule);
+  // redraw at the new size when the output area, the side panel or the window changes width. Compared with
+  // the width of the last drawing, not of the last callback: a drawing made while the tab was hidden (the
+  // default width) is redrawn when the tab is shown again at the size it had before
+  const resize = new ResizeObserver(() => {
+    const shown = root.clientWidth - 8;
+    if (shown >= 120 && Math.floor(shown) !== width) schedule();
+  });
+  resize.observe(root);
   draw();
   return () => {
     for (const name of names) model.off(`change:${name}`, schedule);
+    resize.disconnect();
     if (frame) cancelAnimationFrame(frame);
   };
 }

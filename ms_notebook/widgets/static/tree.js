@@ -5,6 +5,8 @@
 const ROW_H = 24;
 const OVERSCAN = 8;
 const WIDTH = { text: "minmax(70px, 130px)", number: "minmax(56px, 80px)", check: "56px" };
+const NAME_MIN = "7em"; // the name column takes what the others leave, down to this
+const GAP_PX = 6; // column-gap in tree.css
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -23,13 +25,15 @@ function render({ model, el: host }) {
   const summary = el("span", "ms-tree-summary");
   toolbar.append(input, summary);
   const error = el("div", "ms-tree-error");
+  const table = el("div", "ms-tree-table"); // scrolls sideways only when even the narrowest layout is too wide
   const header = el("div", "ms-tree-header");
   const scroll = el("div", "ms-tree-scroll");
   scroll.tabIndex = 0;
   scroll.setAttribute("role", "tree");
   const spacer = el("div", "ms-tree-spacer");
   scroll.append(spacer);
-  root.append(toolbar, error, header, scroll);
+  table.append(header, scroll);
+  root.append(toolbar, error, table);
   host.append(root);
 
   let rows = [];
@@ -40,13 +44,49 @@ function render({ model, el: host }) {
 
   const send = (msg) => model.send(msg);
 
+  // Text widths in the fonts the cells use (header: UI font, bold; cells: code font), measured on a canvas.
+  const canvas = document.createElement("canvas").getContext("2d");
+  function textWidth(text, font) {
+    canvas.font = font;
+    return canvas.measureText(text).width;
+  }
+  function fontOf(parentCls) {
+    const parent = el("div", parentCls);
+    const probe = el("div", "ms-tree-cell", "x");
+    parent.style.cssText = "position:absolute;visibility:hidden;height:auto";
+    parent.append(probe);
+    root.append(parent);
+    const style = getComputedStyle(probe);
+    const font = `${style.fontStyle} ${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+    const known = root.isConnected && style.fontSize;
+    parent.remove();
+    return known ? font : "";
+  }
+
   function setupColumns() {
     columns = model.get("columns") || [];
-    gridTemplate = ["minmax(160px, 1fr)", ...columns.map((c) => WIDTH[c.kind] || WIDTH.text)].join(" ");
+    // each column exactly as wide as its longest text (Python sends it as `sample`), so nothing is cut
+    const headFont = fontOf("ms-tree-header");
+    const cellFont = fontOf("ms-tree-row");
+    const widthOf = (c) => {
+      if (!headFont || !cellFont) return c.sample ? `${c.sample.length + 1}ch` : WIDTH[c.kind] || WIDTH.text;
+      const label = textWidth(c.label, headFont);
+      const sample = c.kind === "check" ? 18 : textWidth(c.sample || "", cellFont);
+      return `${Math.ceil(Math.max(label, sample)) + 4}px`;
+    };
+    const widths = columns.map(widthOf);
+    gridTemplate = [`minmax(${NAME_MIN}, 1fr)`, ...widths].join(" ");
+    const minWidth = `calc(${NAME_MIN} + ${widths.join(" + ")} + ${columns.length * GAP_PX + 12}px)`;
+    header.style.minWidth = minWidth;
+    scroll.style.minWidth = minWidth;
     header.replaceChildren();
     header.style.gridTemplateColumns = gridTemplate;
     header.append(el("div", "ms-tree-cell", "Name"));
-    for (const c of columns) header.append(el("div", `ms-tree-cell ms-${c.kind}`, c.label));
+    for (const c of columns) {
+      const cell = el("div", `ms-tree-cell ms-${c.kind}`, c.label);
+      cell.title = c.label;
+      header.append(cell);
+    }
   }
 
   function setupRows() {
@@ -212,6 +252,13 @@ function render({ model, el: host }) {
   syncMeta();
   setupColumns();
   setupRows();
+  if (!root.isConnected) {
+    requestAnimationFrame(function attached() {
+      if (!root.isConnected) return requestAnimationFrame(attached);
+      setupColumns();
+      draw();
+    });
+  }
   requestAnimationFrame(() => {
     const ms = performance.now() - t0;
     root.dataset.renderMs = ms.toFixed(1);

@@ -1,0 +1,134 @@
+"""A lesson survives save: JupyterLab saves widget state with the notebook (the setting this package ships),
+a notebook reopened after its kernel is gone draws its widgets again, and a notebook from someone else
+(untrusted: executed elsewhere) shows every widget's static copy instead of "Error displaying widget"."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from tests.tutorials import NAMES
+
+from .conftest import cell_output, lab_env, open_notebook, run_cell, screenshot, wait_for, write_notebook
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SETTINGS = "@jupyter-widgets/jupyterlab-manager:plugin"
+BROKEN = ("Error displaying widget", "model not found")
+
+
+def _api(lab, path: str, method: str = "GET"):
+    request = urllib.request.Request(f"{lab.url}{path}", method=method,
+                                     headers={"Authorization": f"token {lab.token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+def _shut_down_kernels(page, lab) -> None:
+    """The kernel is gone, as after closing the laptop: no running kernel keeps any widget alive."""
+    for kernel in _api(lab, "/api/kernels"):
+        _api(lab, f"/api/kernels/{kernel['id']}", "DELETE")
+    wait_for(lambda: _api(lab, "/api/kernels") == [], 30, "the kernels to stop")
+    page.goto(f"{lab.url}/lab?reset&token={lab.token}")
+    page.wait_for_selector(".jp-LauncherCard", timeout=60_000)
+
+
+def _outputs_text(page) -> str:
+    return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea").evaluate_all(
+        "areas => areas.map((a) => a.innerText).join('\\n')")
+
+
+def test_jupyterlab_saves_widget_state_and_the_reopened_notebook_draws_it(page, lab, demo_checkpoint):
+    # the default this package ships (share/jupyter/lab/settings/overrides.d/ms-notebook.json), untouched
+    settings = _api(lab, f"/lab/api/settings/{SETTINGS}")
+    assert settings["schema"]["properties"]["saveState"]["default"] is True
+    assert "saveState" not in settings["settings"]
+    write_notebook(lab, "saved.ipynb", [
+        "import ms_notebook as msn\nfrom ms_notebook import demo\n"
+        "browser = msn.browse(demo.pretrained_checkpoint())\nbrowser.select('head')\nbrowser",
+        "print('browser' in dir())",
+    ])
+    open_notebook(page, lab, "saved.ipynb")
+    page.wait_for_timeout(1500)  # JupyterLab re-renders freshly opened cells once
+    run_cell(page, 0)
+    cell_output(page, 0).locator('.ms-tree-row[data-id="head"]').wait_for(timeout=60_000)
+    page.locator(".jp-NotebookPanel .jp-Cell").first.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+s")
+
+    def saved():
+        notebook = json.loads((lab.root / "saved.ipynb").read_text())
+        return "widgets" in notebook["metadata"] and notebook
+
+    notebook = wait_for(saved, 30, "the notebook saved with its widget state")
+    output = notebook["cells"][0]["outputs"][0]["data"]
+    state = notebook["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    assert output["application/vnd.jupyter.widget-view+json"]["model_id"] in state
+    assert 'data-id="head"' in "".join(output["text/html"])  # the static copy beside the view
+
+    _shut_down_kernels(page, lab)
+    open_notebook(page, lab, "saved.ipynb")  # trusted (JupyterLab signed it when saving); a new kernel
+    out = cell_output(page, 0)
+    out.locator('.ms-tree-row[data-id="head"]').wait_for(timeout=60_000)  # drawn from the saved state
+    assert "ms-selected" in (out.locator('.ms-tree-row[data-id="head"]').get_attribute("class") or "")
+    assert not any(text in _outputs_text(page) for text in BROKEN)
+    run_cell(page, 1)
+    assert "False" in cell_output(page, 1).inner_text()  # the new kernel never made this widget
+    screenshot(page, "saved-reopened")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_tutorial_saved_elsewhere_opens_with_every_widget_readable(name, page, lab, tutorials):
+    """Executed and saved by nbclient (untrusted here): each widget shows its static copy."""
+    shutil.copy(tutorials.get(name).path, lab.root / f"received-{name}")
+    open_notebook(page, lab, f"received-{name}")
+    outputs = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea")
+    wait_for(lambda: outputs.count() > 0, 30, "the outputs")
+    page.wait_for_timeout(1500)
+    text = _outputs_text(page)
+    assert not any(broken in text for broken in BROKEN), text[:2000]
+    static = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .ms-static")
+    figures = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea img")
+    if name == "02_transfer_learning.ipynb":
+        assert figures.count() >= 3  # the digits and the two runs' final curves
+    elif name == "04_distributed.ipynb":  # the job's copy: how it ended, its exit codes and rank 0's curves
+        assert static.count() >= 1
+        copy = static.first
+        assert "stopped" in copy.inner_text() and "exit codes" in copy.inner_text()
+        assert copy.locator("img").first.evaluate("img => img.complete && img.naturalWidth > 500")
+    else:
+        assert static.count() >= 1
+        rows = static.first.locator("tr.ms-static-row")
+        assert rows.count() >= 4 and "block1" in rows.first.inner_text()
+    if name == "03_classroom_studio.ipynb":
+        copy = static.first
+        assert "Run tab (selected)" in copy.inner_text()
+        curves = copy.locator("img.ms-static-figure[alt='training curves']")
+        assert curves.evaluate("img => img.complete && img.naturalWidth > 1000")
+    screenshot(page, f"received-{name}")
+
+
+def test_the_classroom_notebook_trusted_and_reopened_shows_the_studio_where_it_was_left(page, lab, tutorials):
+    name = "03_classroom_studio.ipynb"
+    target = lab.root / f"trusted-{name}"
+    shutil.copy(tutorials.get(name).path, target)
+    subprocess.run([sys.executable, "-m", "jupyter", "trust", str(target)], env=lab_env(lab), check=True,
+                   capture_output=True, timeout=60)
+    open_notebook(page, lab, target.name)
+    studio = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .ms-studio")
+    studio.wait_for(timeout=60_000)  # the widget itself, from the saved state
+    tabs = [t.strip() for t in studio.locator(".lm-TabBar-tab").all_inner_texts()]
+    assert tabs == ["Browse", "Transfer", "Run"]
+    current = studio.locator(".lm-TabBar-tab.lm-mod-current").inner_text().strip()
+    assert current == "Run"  # the teacher's corner left it on the Run tab
+    line = studio.locator(".ms-live-chart path.ms-series-loss")
+    wait_for(lambda: line.count() >= 2, 30, "both runs' loss lines")  # the chart's saved numbers
+    assert "run 2: all unfrozen" in studio.inner_text()
+    assert not any(text in _outputs_text(page) for text in BROKEN)
+    screenshot(page, "trusted-reopened-studio")
