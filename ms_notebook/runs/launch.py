@@ -51,6 +51,8 @@ DONE = (FINISHED, FAILED, STOPPED)
 POLL_S = 0.2
 NODE_TIMEOUT_S = 10  # MS_NODE_TIMEOUT: the scheduler gives up on a silent worker after this (msrun: ~30 s)
 TERM_WAIT_S = 2.0  # between SIGTERM and SIGKILL when ending processes
+# workers still alive this long after the scheduler left with errors are stuck, not tearing down
+SCHEDULER_GONE_GRACE_S = 10.0
 _WORKER_EXIT = re.compile(r"Worker process (\d+) exit with exception\. Error code: (-?\d+)")
 
 
@@ -325,6 +327,7 @@ class DistributedRun:
         self._lock = threading.Lock()
         self._stop_deadline: float | None = None
         self._exit_codes: dict[int, int] = {}  # pid -> code, as msrun reports failed workers
+        self._scheduler_gone_at: float | None = None  # monotonic time it was first seen gone
         self._msrun_offset = 0
 
         self.dir.logs.mkdir(parents=True, exist_ok=True)
@@ -502,8 +505,9 @@ class DistributedRun:
 
         The port failure is read from its log, not from its exit: such a scheduler can linger in MindSpore's
         teardown while the workers wait for it until the cluster timeout. Any other traceback counts only
-        once the scheduler is gone (the scheduler runs the script up to ``init()``, and a script may print a
-        traceback it handled).
+        once the scheduler has been gone for ``SCHEDULER_GONE_GRACE_S`` while workers live on: the scheduler
+        runs the script up to ``init()``, a script may print a traceback it handled, and at a job's normal end
+        the workers tear down for a few seconds after the scheduler has left.
         """
         text = _read_tail(self.dir.worker_log("scheduler"), 65_536)
         if not text:
@@ -518,6 +522,11 @@ class DistributedRun:
                 return None
             if not any(p.alive() for p in self._procs.workers().values()):
                 return None  # a scheduler gone after its workers: the job's own end, msrun says how it went
+            now = time.monotonic()
+            if self._scheduler_gone_at is None:
+                self._scheduler_gone_at = now
+            if now - self._scheduler_gone_at < SCHEDULER_GONE_GRACE_S:
+                return None  # workers finishing their teardown, or about to fail by themselves
             for rank in self.ranks():  # a worker that raised first is the cause
                 if "Traceback" in _read_tail(self.dir.worker_log(rank), 65_536):
                     return self._rank_failure(rank, None)
