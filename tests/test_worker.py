@@ -11,9 +11,10 @@ from mindspore import nn
 from mindspore.train import Callback, Model
 
 from ms_notebook import open_checkpoint
+from ms_notebook.atomic import write_text
 from ms_notebook.runs.curves import LiveCurves
 from ms_notebook.runs.history import read_jsonl
-from ms_notebook.runs.jobdir import JobDir, write_atomic
+from ms_notebook.runs.jobdir import JobDir
 from ms_notebook.runs.worker import STOP_MARGIN, Job, JobControl
 from tests.digits_data import digits
 
@@ -88,13 +89,13 @@ def test_stop_waits_for_every_rank_then_ends_after_the_common_target_step(job_en
     """Two ranks: this one sees the stop at once, the other (its ack written here) only at step 7.
     Nobody may leave before both answered; then both stop after max(ack) + STOP_MARGIN."""
     monkeypatch.setenv("MS_WORKER_NUM", "2")
-    write_atomic(job_env.stop_file, "{}")
+    write_text(job_env.stop_file, "{}")
     steps: list[int] = []
 
     def other_rank(step: int) -> None:
         steps.append(step)
         if step == 7:
-            write_atomic(job_env.ack_file(1), "7")
+            write_text(job_env.ack_file(1), "7")
 
     curves = LiveCurves(display=False)
     with pytest.raises(SystemExit) as stopped:
@@ -118,7 +119,7 @@ def test_the_stop_file_is_looked_for_by_time_not_on_every_step(job_env, monkeypa
 
     def request_at_2(step: int) -> None:
         if step == 2:
-            write_atomic(job_env.stop_file, "{}")
+            write_text(job_env.stop_file, "{}")
 
     slow = JobControl(Job.current(), check_s=3600.0)
     curves = LiveCurves(display=False)

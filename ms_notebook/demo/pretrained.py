@@ -19,12 +19,13 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from ms_notebook.atomic import replacing
 
 RECIPE: dict[str, object] = {
     "recipe_version": 1,
@@ -168,22 +169,12 @@ def train_pretrained(
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     loss = float(-log_probs[np.arange(len(y_test)), y_test].mean())
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp.ckpt", dir=target.parent)
-    os.close(fd)
-    try:
-        os.unlink(tmp)  # save_checkpoint creates the file itself (read-only, mode 0o400)
+    with replacing(path, suffix=".ckpt") as tmp:  # save_checkpoint creates the file itself (mode 0o400)
         ms.save_checkpoint(
             train_net,
-            tmp,
+            str(tmp),
             append_dict={"epoch_num": epochs, "step_num": steps, "task": str(r["task"])},
         )
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     return {"accuracy": accuracy, "loss": loss}
 
 

@@ -10,13 +10,13 @@ saved: the previous ``last.ckpt`` and ``best.ckpt`` stay.
 from __future__ import annotations
 
 import math
-import os
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
 from mindspore.train import Callback
+
+from ms_notebook.atomic import TEMPORARY_PREFIX, replacing
 
 
 def save_atomic(net: Any, path: str | Path, append: dict[str, Any] | None = None,
@@ -31,16 +31,8 @@ def save_atomic(net: Any, path: str | Path, append: dict[str, Any] | None = None
     for other in protect:
         if Path(other).resolve() == path:
             raise ValueError(f"refusing to overwrite the source checkpoint {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    if tmp.suffix != ".ckpt":
-        tmp = tmp.with_name(tmp.name + ".ckpt")
-    try:
+    with replacing(path, suffix="" if path.suffix == ".ckpt" else ".ckpt") as tmp:
         mindspore.save_checkpoint(net, str(tmp), append_dict=dict(append or {}))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -70,7 +62,7 @@ def all_finite(net: Any) -> bool:
 def clean_temporaries(folder: str | Path) -> int:
     """Remove temporary files a killed process left in a run folder; returns how many."""
     count = 0
-    for leftover in Path(folder).glob(".tmp-*"):
+    for leftover in Path(folder).glob(f"{TEMPORARY_PREFIX}*"):
         leftover.unlink(missing_ok=True)
         count += 1
     return count

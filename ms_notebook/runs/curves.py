@@ -24,6 +24,8 @@ from typing import Any
 import pandas as pd
 from mindspore.train import Callback
 
+from ms_notebook.atomic import replacing
+
 from .history import History, clean_record, json_line, read_jsonl
 from .plotting import CSS_WIDTH, render_png
 
@@ -247,12 +249,9 @@ class LiveCurves(Callback):
 
     def to_csv(self, path: str | Path) -> Path:
         """Write ``history`` as CSV atomically (temporary file in the same folder, then rename)."""
-        import os
-
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        self.history.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            self.history.to_csv(tmp, index=False)
         return path
 
     def add_overlay(self, run: Any, label: str | None = None) -> None:

@@ -43,8 +43,10 @@ from typing import Any
 import pandas as pd
 import psutil
 
+from ms_notebook.atomic import write_text
+
 from .history import History, read_jsonl
-from .jobdir import RUN_DIR_ENV, JobDir, write_atomic
+from .jobdir import RUN_DIR_ENV, JobDir
 
 STARTING, RUNNING, FINISHED, FAILED, STOPPED = "starting", "running", "finished", "failed", "stopped"
 DONE = (FINISHED, FAILED, STOPPED)
@@ -332,7 +334,7 @@ class DistributedRun:
 
         self.dir.logs.mkdir(parents=True, exist_ok=True)
         self.dir.control.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.dir.job_file, json.dumps({
+        write_text(self.dir.job_file, json.dumps({
             "command": command, "cwd": str(cwd), "script": str(script), "workers": workers,
             "worker_num": worker_num, "master_addr": master_addr, "master_port": master_port,
             "node_rank": node_rank, "started": self.started_at,
@@ -437,7 +439,7 @@ class DistributedRun:
             if self.done or self.stop_requested_at is not None:
                 return
             self.stop_requested_at = time.time()
-            write_atomic(self.dir.stop_file, json.dumps({"requested": self.stop_requested_at}))
+            write_text(self.dir.stop_file, json.dumps({"requested": self.stop_requested_at}))
             grace = self.grace_s if grace_s is None else float(grace_s)
             started = bool(self.dir.started())
             self._stop_deadline = time.monotonic() + (grace if started else 0.0)

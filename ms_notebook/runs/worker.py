@@ -32,7 +32,9 @@ from typing import Any
 
 from mindspore.train import Callback
 
-from .jobdir import RUN_DIR_ENV, JobDir, write_atomic
+from ms_notebook.atomic import write_text
+
+from .jobdir import RUN_DIR_ENV, JobDir
 
 CHECK_S = 0.2  # look for the stop request at most this often
 STOP_MARGIN = 2  # steps after the last ack: every rank can still reach the target
@@ -107,7 +109,7 @@ class JobControl(Callback):
             return
         job.locate()  # init() may have run after this callback was built
         cb_params = run_context.original_args()
-        write_atomic(job.dir.started_file(job.rank), json.dumps({
+        write_text(job.dir.started_file(job.rank), json.dumps({
             "rank": job.rank, "world_size": job.world_size, "initialized": job.initialized,
             "pid": os.getpid(), "time": time.time(),
             "epochs": int(getattr(cb_params, "epoch_num", 0) or 0),
@@ -126,7 +128,7 @@ class JobControl(Callback):
         self._next_check = now + self.check_s
         if self.job.dir.stop_file.exists():
             self.stop_seen = True
-            write_atomic(self.job.dir.ack_file(self.job.rank), str(self._step))
+            write_text(self.job.dir.ack_file(self.job.rank), str(self._step))
 
     def on_train_step_end(self, run_context: Any) -> None:
         if self.job is None:

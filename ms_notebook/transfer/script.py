@@ -18,9 +18,10 @@ network pass ``network=`` (code that sets ``net``) and ``dataset=`` (code that s
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any
+
+from ms_notebook.atomic import write_text
 
 DEFAULT_OPTIMIZER = "nn.Momentum(params, learning_rate=0.01, momentum=0.9)"
 DEFAULT_LOSS = 'nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")'
@@ -173,12 +174,4 @@ def write_script(plan: Any, path: str | os.PathLike[str], **options: Any) -> Pat
     """
     text = render_script(plan, **options)
     compile(text, str(path), "exec")  # a generator bug must show here, not in N worker logs
-    target = Path(path).expanduser().resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return write_text(Path(path).expanduser().resolve(), text)
