@@ -27,6 +27,7 @@ from .. import index_cache
 from ..dtypes import STRING, numpy_dtype
 from ..errors import CheckpointError
 from . import RawEntry, RawIndex
+from .protowire import Malformed, varint
 from .window import FileChanged, Window, open_for_index
 
 CRC_MAGIC = b"crc_num"
@@ -37,45 +38,24 @@ _MAX_HEADER = 64 << 20  # a tag plus dims and type longer than this is not a che
 _HEAD = 512  # bytes of an entry's header the fast path wants in the window
 
 
-class _Malformed(Exception):
-    """Internal: a structural problem at a byte offset (turned into CheckpointError by read_index)."""
-
-
 # --- the general parser: any field order, reads header bytes through the window as it goes -------------
-
-
-def _varint(win: Window, pos: int, end: int) -> tuple[int, int]:
-    """Decode a protobuf varint at ``pos`` (not past ``end``); returns (value, next position)."""
-    result = 0
-    shift = 0
-    while True:
-        if pos >= end:
-            raise _Malformed(f"truncated varint at byte {pos}")
-        b = win.byte(pos)
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise _Malformed(f"varint too long at byte {pos}")
 
 
 def _skip(win: Window, wire: int, pos: int, end: int) -> int:
     """Skip an unknown field's payload (without reading it); returns the position after it."""
     if wire == 0:
-        return _varint(win, pos, end)[1]
+        return varint(win, pos, end)[1]
     if wire == 1:
         pos += 8
     elif wire == 5:
         pos += 4
     elif wire == 2:
-        length, pos = _varint(win, pos, end)
+        length, pos = varint(win, pos, end)
         pos += length
     else:
-        raise _Malformed(f"unsupported wire type {wire} at byte {pos}")
+        raise Malformed(f"unsupported wire type {wire} at byte {pos}")
     if pos > end:
-        raise _Malformed(f"field runs past the end of its message at byte {pos}")
+        raise Malformed(f"field runs past the end of its message at byte {pos}")
     return pos
 
 
@@ -85,11 +65,11 @@ def _signed64(value: int) -> int:
 
 def _text(win: Window, pos: int, length: int, what: str, encoding: str) -> str:
     if length > _MAX_HEADER:
-        raise _Malformed(f"{what} of {length} bytes at byte {pos} is too long")
+        raise Malformed(f"{what} of {length} bytes at byte {pos} is too long")
     try:
         return win.read(pos, length).decode(encoding)
     except UnicodeDecodeError:
-        raise _Malformed(f"{what} is not text at byte {pos}") from None
+        raise Malformed(f"{what} is not text at byte {pos}") from None
 
 
 def _tensor(win: Window, pos: int, end: int) -> tuple[list[int], str, int, int]:
@@ -98,31 +78,31 @@ def _tensor(win: Window, pos: int, end: int) -> tuple[list[int], str, int, int]:
     dtype: str | None = None
     content: tuple[int, int] | None = None
     while pos < end:
-        key, pos = _varint(win, pos, end)
+        key, pos = varint(win, pos, end)
         field, wire = key >> 3, key & 7
         if field == 1 and wire == 0:
-            value, pos = _varint(win, pos, end)
+            value, pos = varint(win, pos, end)
             dims.append(_signed64(value))
         elif field == 1 and wire == 2:  # packed dims
-            length, pos = _varint(win, pos, end)
+            length, pos = varint(win, pos, end)
             stop = pos + length
             if stop > end:
-                raise _Malformed(f"dims run past their message at byte {pos}")
+                raise Malformed(f"dims run past their message at byte {pos}")
             while pos < stop:
-                value, pos = _varint(win, pos, stop)
+                value, pos = varint(win, pos, stop)
                 dims.append(_signed64(value))
                 if len(dims) > _MAX_DIMS:
                     break
         elif field == 2 and wire == 2:
-            length, pos = _varint(win, pos, end)
+            length, pos = varint(win, pos, end)
             if pos + length > end or length > 64:
-                raise _Malformed(f"bad tensor_type length {length} at byte {pos}")
+                raise Malformed(f"bad tensor_type length {length} at byte {pos}")
             dtype = _text(win, pos, length, "tensor_type", "ascii")
             pos += length
         elif field == 3 and wire == 2:
-            length, pos = _varint(win, pos, end)
+            length, pos = varint(win, pos, end)
             if pos + length > end:
-                raise _Malformed(
+                raise Malformed(
                     f"tensor_content of {length} bytes at byte {pos} runs past its message (file truncated?)"
                 )
             content = (pos, length)
@@ -130,9 +110,9 @@ def _tensor(win: Window, pos: int, end: int) -> tuple[list[int], str, int, int]:
         else:
             pos = _skip(win, wire, pos, end)
         if len(dims) > _MAX_DIMS:
-            raise _Malformed(f"more than {_MAX_DIMS} dims at byte {pos}")
+            raise Malformed(f"more than {_MAX_DIMS} dims at byte {pos}")
     if dtype is None:
-        raise _Malformed(f"tensor without tensor_type ending at byte {end}")
+        raise Malformed(f"tensor without tensor_type ending at byte {end}")
     if content is None:
         content = (end, 0)
     return dims, dtype, content[0], content[1]
@@ -143,12 +123,12 @@ def _maptensor(win: Window, pos: int, end: int) -> tuple[str, list[int], str, in
     key/value/status)."""
     tensors = []
     while pos < end:
-        key, pos = _varint(win, pos, end)
+        key, pos = varint(win, pos, end)
         field, wire = key >> 3, key & 7
         if field == 1 and wire == 2:
-            length, pos = _varint(win, pos, end)
+            length, pos = varint(win, pos, end)
             if pos + length > end:
-                raise _Malformed(f"maptensor field runs past its entry at byte {pos}")
+                raise Malformed(f"maptensor field runs past its entry at byte {pos}")
             if len(tensors) < 3:
                 tensors.append(_tensor(win, pos, pos + length))
             pos += length
@@ -163,15 +143,15 @@ def _value(win: Window, pos: int, end: int) -> tuple[str, str, list[int], str, i
     tag: str | None = None
     parsed: tuple[str, list[int], str, int, int] | None = None
     while pos < end:
-        key, pos = _varint(win, pos, end)
+        key, pos = varint(win, pos, end)
         field, wire = key >> 3, key & 7
         if wire != 2:
             pos = _skip(win, wire, pos, end)
             continue
-        length, pos = _varint(win, pos, end)
+        length, pos = varint(win, pos, end)
         stop = pos + length
         if stop > end:
-            raise _Malformed(f"field of {length} bytes at byte {pos} runs past its entry (file truncated?)")
+            raise Malformed(f"field of {length} bytes at byte {pos} runs past its entry (file truncated?)")
         if field == 1:
             tag = _text(win, pos, length, "tag", "utf-8")
         elif field == 2:
@@ -181,9 +161,9 @@ def _value(win: Window, pos: int, end: int) -> tuple[str, str, list[int], str, i
             parsed = _maptensor(win, pos, stop)
         pos = stop
     if tag is None:
-        raise _Malformed(f"entry without a tag ending at byte {end}")
+        raise Malformed(f"entry without a tag ending at byte {end}")
     if parsed is None:
-        raise _Malformed(f"entry {tag!r} has neither tensor nor maptensor")
+        raise Malformed(f"entry {tag!r} has neither tensor nor maptensor")
     return (tag, *parsed)
 
 
@@ -369,17 +349,17 @@ def _walk(win: Window, size: int) -> tuple[list[RawEntry], dict[str, int], int |
                         head = bytes(buf[q : parsed[4] - base])
                         same[stop - base - q] = (head, parsed[2], dtype, parsed[5], kind, shape)
         if parsed is None:  # anything else: the general parser, which widens the window as needed
-            key, start = _varint(win, pos, end)
+            key, start = varint(win, pos, end)
             field, wire = key >> 3, key & 7
             if field != 1 or wire != 2:
                 if field == 0 or wire in (3, 4):
-                    raise _Malformed(f"unexpected bytes at offset {pos} (not a checkpoint entry)")
+                    raise Malformed(f"unexpected bytes at offset {pos} (not a checkpoint entry)")
                 pos = _skip(win, wire, start, end)
                 continue
-            length, start = _varint(win, start, end)
+            length, start = varint(win, start, end)
             stop = start + length
             if stop > end:
-                raise _Malformed(
+                raise Malformed(
                     f"entry of {length} bytes at byte {start} runs past the end of the file (truncated?)"
                 )
             parsed = _entry(win, start, stop)
@@ -389,7 +369,7 @@ def _walk(win: Window, size: int) -> tuple[list[RawEntry], dict[str, int], int |
         pos = stop
         if last is not None and last.name == tag and last.kind == kind:
             if kind == "tensor" and (list(last.shape) != dims or last.ms_dtype != dtype):
-                raise _Malformed(f"split entry {tag!r} changes its dims or type at byte {off}")
+                raise Malformed(f"split entry {tag!r} changes its dims or type at byte {off}")
             last.add_span(off, nbytes)
             continue
         if hit:
@@ -494,7 +474,7 @@ def read_index(path: str) -> RawIndex:
                 )
             entries, positions, crc, crc_end = _walk(win, size)
             win.check_unchanged()
-        except _Malformed as exc:
+        except Malformed as exc:
             raise CheckpointError(path, f"not a valid MindSpore checkpoint: {exc}") from None
         except FileChanged as exc:
             raise CheckpointError(path, str(exc)) from None

@@ -76,6 +76,8 @@ class Window:
         buf, base = self.cover(pos, 1)
         return buf[pos - base]
 
+    __getitem__ = byte  # a window reads like the bytes of the whole file (protowire.varint)
+
     def read(self, pos: int, n: int) -> bytes:
         """``n`` bytes at ``pos`` (fewer only at the end of the file)."""
         buf, base = self.cover(pos, n)

@@ -27,6 +27,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import CheckpointError
+from ..formats.protowire import Malformed, varint
 
 _MAX_STRATEGY_BYTES = 256 << 20
 
@@ -82,48 +83,29 @@ class Strategy:
 # -- protobuf wire format -----------------------------------------------------------------------------------
 
 
-class _Malformed(Exception):
-    pass
-
-
-def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= end:
-            raise _Malformed(f"truncated varint at byte {pos}")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise _Malformed(f"varint too long at byte {pos}")
-
-
 def _fields(buf: bytes, pos: int, end: int):
     """Yield ``(field number, wire type, value)``: an int for varints, ``(start, stop)`` for
     length-delimited fields."""
     while pos < end:
-        key, pos = _varint(buf, pos, end)
+        key, pos = varint(buf, pos, end)
         number, wire = key >> 3, key & 7
         if number == 0:
-            raise _Malformed(f"field number 0 at byte {pos}")
+            raise Malformed(f"field number 0 at byte {pos}")
         if wire == 0:
-            value, pos = _varint(buf, pos, end)
+            value, pos = varint(buf, pos, end)
             yield number, wire, value
         elif wire == 2:
-            length, pos = _varint(buf, pos, end)
+            length, pos = varint(buf, pos, end)
             if pos + length > end:
-                raise _Malformed(f"field of {length} bytes at byte {pos} runs past its message")
+                raise Malformed(f"field of {length} bytes at byte {pos} runs past its message")
             yield number, wire, (pos, pos + length)
             pos += length
         elif wire in (1, 5):
             pos += 8 if wire == 1 else 4
             if pos > end:
-                raise _Malformed(f"fixed-size field runs past its message at byte {pos}")
+                raise Malformed(f"fixed-size field runs past its message at byte {pos}")
         else:
-            raise _Malformed(f"unsupported wire type {wire} at byte {pos}")
+            raise Malformed(f"unsupported wire type {wire} at byte {pos}")
 
 
 def _signed(value: int) -> int:
@@ -142,7 +124,7 @@ def _ints(buf: bytes, start: int, stop: int) -> tuple[int, ...]:
         elif wire == 2:
             pos, end = value
             while pos < end:
-                v, pos = _varint(buf, pos, end)
+                v, pos = varint(buf, pos, end)
                 out.append(_signed(v))
     return tuple(out)
 
@@ -160,7 +142,7 @@ def _layouts(buf: bytes, start: int, stop: int) -> Layout:
         elif wire == 0 and number in scalars:
             scalars[number] = _signed(value)
     if not dev:
-        raise _Malformed("a layout without a device matrix")
+        raise Malformed("a layout without a device matrix")
     if (
         len(maps) > 1
     ):  # nested: one TensorMap per tensor dim, empty ones dropped (MindSpore's _convert_to_list)
@@ -190,11 +172,11 @@ def _parse_protobuf(buf: bytes) -> dict[str, Layout]:
                 try:
                     name = buf[ivalue[0] : ivalue[1]].decode("utf-8")
                 except UnicodeDecodeError:
-                    raise _Malformed(f"a parameter name is not UTF-8 text at byte {ivalue[0]}") from None
+                    raise Malformed(f"a parameter name is not UTF-8 text at byte {ivalue[0]}") from None
             elif inner == 2 and iwire == 2:
                 layout = _layouts(buf, *ivalue)
         if name is None or layout is None:
-            raise _Malformed(f"a layout item without {'a name' if name is None else 'a layout'}")
+            raise Malformed(f"a layout item without {'a name' if name is None else 'a layout'}")
         layouts[name] = layout
     return layouts
 
@@ -203,7 +185,7 @@ def _int_list(value: object, what: str) -> tuple[int, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise _Malformed(f"{what} is not a list of integers")
+        raise Malformed(f"{what} is not a list of integers")
     return tuple(value)
 
 
@@ -211,16 +193,16 @@ def _parse_json(text: str) -> dict[str, Layout]:
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
-        raise _Malformed(f"not valid JSON ({exc})") from None
+        raise Malformed(f"not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("parallel_layout_item"), dict):
-        raise _Malformed("no 'parallel_layout_item' object")
+        raise Malformed("no 'parallel_layout_item' object")
     layouts: dict[str, Layout] = {}
     for name, item in data["parallel_layout_item"].items():
         if not isinstance(item, dict):
-            raise _Malformed(f"the layout of {name!r} is not an object")
+            raise Malformed(f"the layout of {name!r} is not an object")
         raw_map = item.get("tensor_map")
         if not isinstance(raw_map, list):
-            raise _Malformed(f"the layout of {name!r} has no tensor_map list")
+            raise Malformed(f"the layout of {name!r} has no tensor_map list")
         tensor_map: list[MapDim] = []
         for d in raw_map:
             if isinstance(d, list):
@@ -228,16 +210,16 @@ def _parse_json(text: str) -> dict[str, Layout]:
             elif isinstance(d, int) and not isinstance(d, bool):
                 tensor_map.append(d)
             else:
-                raise _Malformed(f"tensor_map of {name!r} holds {d!r}")
+                raise Malformed(f"tensor_map of {name!r} holds {d!r}")
         scalars = []
         for key in ("field", "opt_weight_shard_step", "opt_weight_shard_size"):
             v = item.get(key, 0) or 0
             if not isinstance(v, int) or isinstance(v, bool):
-                raise _Malformed(f"{key} of {name!r} is not an integer")
+                raise Malformed(f"{key} of {name!r} is not an integer")
             scalars.append(v)
         dev = _int_list(item.get("dev_matrix"), f"dev_matrix of {name!r}")
         if not dev:
-            raise _Malformed(f"the layout of {name!r} has no dev_matrix")
+            raise Malformed(f"the layout of {name!r} has no dev_matrix")
         layouts[name] = Layout(
             dev_matrix=dev,
             tensor_map=tuple(tensor_map),
@@ -289,7 +271,7 @@ def read_strategy(path: str | os.PathLike[str]) -> Strategy:
             layouts = _parse_json(buf.decode("utf-8", errors="replace"))
         else:
             layouts = _parse_protobuf(buf)
-    except _Malformed as exc:
+    except Malformed as exc:
         raise CheckpointError(path, f"not a MindSpore parallel strategy file: {exc}") from None
     if not layouts:
         raise CheckpointError(path, "not a MindSpore parallel strategy file: it lists no parameter layouts")
