@@ -37,3 +37,16 @@ def tutorials(tmp_path_factory, artifacts_dir):
 
     base = tmp_path_factory.mktemp("tutorials")
     return Tutorials(base / "run", base / "demo-cache", keep=artifacts_dir)
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory) -> str:
+    """A briefly trained 10-class DigitsNet checkpoint (network + Momentum state), built once per session.
+
+    Tests read it and never write it (runs protect their source checkpoint).
+    """
+    from ms_notebook.demo.pretrained import train_pretrained
+
+    path = tmp_path_factory.mktemp("pretrained") / "pretrained.ckpt"
+    train_pretrained(path, {"epochs": 1})
+    return str(path)

@@ -14,15 +14,6 @@ from ms_notebook.runs.runner import RunError, Runner
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory) -> str:
-    from ms_notebook.demo.pretrained import train_pretrained
-
-    path = tmp_path_factory.mktemp("fastai") / "pretrained.ckpt"
-    train_pretrained(path, {"epochs": 1})
-    return str(path)
-
-
 def momentum(params):
     return nn.Momentum(params, learning_rate=0.02, momentum=0.9)
 

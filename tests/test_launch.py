@@ -63,15 +63,6 @@ SMALL_JOB = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory) -> str:
-    from ms_notebook.demo.pretrained import train_pretrained
-
-    path = tmp_path_factory.mktemp("launch") / "pretrained.ckpt"
-    train_pretrained(path, {"epochs": 1})
-    return str(path)
-
-
-@pytest.fixture(scope="module")
 def small_job(tmp_path_factory):
     path = tmp_path_factory.mktemp("jobs") / "small_job.py"
     path.write_text(SMALL_JOB)

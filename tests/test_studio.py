@@ -6,16 +6,6 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory) -> str:
-    """A briefly trained 10-class DigitsNet checkpoint (network + Momentum state)."""
-    from ms_notebook.demo.pretrained import train_pretrained
-
-    path = tmp_path_factory.mktemp("studio") / "pretrained.ckpt"
-    train_pretrained(path, {"epochs": 1})
-    return str(path)
-
-
 def _studio(pretrained: str, **kwargs):
     from ms_notebook.demo import DigitsNet, datasets
     from ms_notebook.widgets.studio import Studio

@@ -11,15 +11,6 @@ from ms_notebook import TransferPlan
 from ms_notebook.demo import DigitsNet, arrays, dataset, datasets
 
 
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory) -> str:
-    from ms_notebook.demo.pretrained import train_pretrained
-
-    path = tmp_path_factory.mktemp("script") / "pretrained.ckpt"
-    train_pretrained(path, {"epochs": 1})
-    return str(path)
-
-
 def _calls(tree: ast.AST) -> set[str]:
     names = set()
     for node in ast.walk(tree):
