@@ -27,6 +27,7 @@ from .. import index_cache
 from ..dtypes import STRING, numpy_dtype
 from ..errors import CheckpointError
 from . import RawEntry, RawIndex
+from .prefetch import PAGE, HeaderPrefetch
 from .protowire import Malformed, varint
 from .window import FileChanged, Window, open_for_index
 
@@ -292,12 +293,15 @@ def _walk(win: Window, size: int) -> tuple[list[RawEntry], dict[str, int], int |
     end = size
     buf, base = win.cover(0, _HEAD)
     limit = win.limit
+    ahead = HeaderPrefetch(win.fd, size, _HEAD)
     while pos < end:
         if end - pos == CRC_TRAILER and win.read(pos, len(CRC_MAGIC)) == CRC_MAGIC:
             crc = int.from_bytes(win.read(pos + len(CRC_MAGIC), 10), "big")
             end = pos
             break
         if pos + _HEAD > limit and limit < size:
+            if pos - limit > PAGE:  # a jump over tensor bytes: a disk round trip when the file is cold
+                ahead.at_jump(entries, pos)
             buf, base = win.cover(pos, _HEAD)
             limit = win.limit
         parsed = None
