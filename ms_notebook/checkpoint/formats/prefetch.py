@@ -4,14 +4,14 @@ A walk over a file of big tensors is a chain of dependent reads: where entry ``i
 once entry ``i``'s header has been read, so a cold 480-entry file costs 480 disk round trips one after the
 other (~25 ms here), whatever the disk's bandwidth. But checkpoints repeat themselves: layer after layer
 holds tensors of the same sizes, and optimizer moments repeat the weights' sizes. When the sizes of the last
-``CONTEXTS`` entries have been seen before (the longest such context wins: within a layer, the sizes of
-two or four entries often repeat already), the entries that followed then predict where the next headers
-lie; those pages are requested together (``POSIX_FADV_WILLNEED``, which returns at once), so the disk serves
+16 (else 8) entries have been seen before (shorter contexts mislead: within a layer, the sizes of two or
+four entries often repeat already), the entries that followed then predict where the next headers lie;
+those pages are requested together (``POSIX_FADV_WILLNEED``, which returns at once), so the disk serves
 them in parallel and the walk then finds them cached.
 
 A prediction only decides what is read early, never what is parsed: the walk reads every header itself.
 Pages asked for are those the walk reads anyway when the prediction is right (plus a small margin); a wrong
-prediction shrinks the horizon, and a file that keeps defeating the predictions is left alone.
+prediction resets the horizon, and a file that keeps defeating the predictions is left alone.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ MAX_HORIZON = 1024
 PAGE = 4096
 MARGIN = 32  # bytes asked for around a predicted header (names a few bytes longer or shorter)
 RECENT = 4096  # entries before a jump whose contexts are recorded (a million tiny ones need not be)
+MAX_CONTEXTS = 1 << 16  # contexts remembered per length: a huge file forgets older ones, not its memory
 
 
 def _start(entries: Sequence[RawEntry], k: int) -> int:
@@ -90,6 +91,8 @@ class HeaderPrefetch:
         sizes = [e.nbytes for e in entries[base:upto]]  # sizes[k - base] is entry k's
         found: dict[int, int | None] = {}
         for n, seen in self.seen.items():
+            if len(seen) > MAX_CONTEXTS:
+                seen.clear()
             for k in range(max(first, base + n), upto + 1):
                 key = tuple(sizes[k - base - n : k - base])
                 found[n] = seen.get(key)
