@@ -35,28 +35,32 @@ def confusion_html(interpretation: Any) -> str:
             + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
+def _frame_html(css_class: str, frame: Any, columns: list[str], formats: dict[str, str],
+                headings: dict[str, str] | None = None) -> str:
+    """``frame``'s ``columns`` as an HTML table; ``formats`` name the number columns (right-aligned)."""
+    head = "".join(f"<th>{html.escape((headings or {}).get(c, c))}</th>" for c in columns)
+    rows = []
+    for record in frame.to_dict("records"):
+        cells = [
+            f"<td style='text-align:right'>{record[c]:{formats[c]}}</td>" if c in formats
+            else f"<td>{html.escape(str(record[c]))}</td>"
+            for c in columns
+        ]
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return (f"<table class='{css_class}'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
 def per_class_html(interpretation: Any) -> str:
-    frame = interpretation.per_class()
-    body = "".join(
-        f"<tr><td>{html.escape(str(r['class']))}</td><td style='text-align:right'>{r['samples']}</td>"
-        f"<td style='text-align:right'>{r['accuracy']:.0%}</td>"
-        f"<td>{html.escape(str(r['most confused with']))}</td></tr>"
-        for r in frame.to_dict("records")
-    )
-    return ("<table class='ms-per-class'><thead><tr><th>class</th><th>samples</th><th>accuracy</th>"
-            f"<th>most confused with</th></tr></thead><tbody>{body}</tbody></table>")
+    return _frame_html("ms-per-class", interpretation.per_class(),
+                       ["class", "samples", "accuracy", "most confused with"],
+                       {"samples": "d", "accuracy": ".0%"})
 
 
 def top_losses_html(interpretation: Any, k: int = 9) -> str:
-    frame = interpretation.top_losses(k)
-    body = "".join(
-        f"<tr><td>{r['index']}</td><td>{html.escape(str(r['true']))}</td>"
-        f"<td>{html.escape(str(r['predicted']))}</td><td style='text-align:right'>{r['loss']:.3g}</td>"
-        f"<td style='text-align:right'>{r['p(true)']:.2f}</td></tr>"
-        for r in frame.to_dict("records")
-    )
-    return ("<table class='ms-top-losses'><thead><tr><th>sample</th><th>true</th><th>predicted</th>"
-            f"<th>loss</th><th>p(true)</th></tr></thead><tbody>{body}</tbody></table>")
+    return _frame_html("ms-top-losses", interpretation.top_losses(k),
+                       ["index", "true", "predicted", "loss", "p(true)"], {"loss": ".3g", "p(true)": ".2f"},
+                       headings={"index": "sample"})
 
 
 _STYLE = (
