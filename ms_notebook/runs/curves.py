@@ -223,6 +223,7 @@ class LiveCurves(Callback):
         self._t0 = 0.0
         self._last_step_time = 0.0
         self._rate = 0.0
+        self._steps_timed = 0
         self._lr: float | None = None
         self._epoch_losses: list[float] = []
         self._training = False
@@ -369,6 +370,7 @@ class LiveCurves(Callback):
             self._step_offset = int(self.history_obj.latest().get("step") or 0)
             self._epoch_offset = int(self.history_obj.latest().get("epoch") or 0)
         self._t0 = self._last_step_time = time.perf_counter()
+        self._steps_timed = 0
         sizes = {
             "epochs": int(getattr(cb_params, "epoch_num", 0) or 0),
             "steps_per_epoch": int(getattr(cb_params, "batch_num", 0) or 0),
@@ -395,7 +397,10 @@ class LiveCurves(Callback):
         self._last_step_time = now
         if dt > 0:
             rate = 1.0 / dt
-            self._rate = rate if self._rate == 0 else 0.9 * self._rate + 0.1 * rate
+            self._steps_timed += 1
+            # the first step of a train() call carries graph compilation: the average starts afresh at the
+            # second, instead of decaying for dozens of steps from a rate many times too low
+            self._rate = rate if self._steps_timed <= 2 else 0.9 * self._rate + 0.1 * rate
         self._epoch_losses.append(loss)
         self._emit({
             "type": "step",
