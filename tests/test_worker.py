@@ -123,7 +123,7 @@ def test_the_stop_file_is_looked_for_by_time_not_on_every_step(job_env, monkeypa
 
     slow = JobControl(Job.current(), check_s=3600.0)
     curves = LiveCurves(display=False)
-    curves._job = None  # this test drives JobControl itself
+    curves._handshake = None  # this test drives JobControl itself
     _model().train(2, digits(0, 160)(), callbacks=[curves, _At(request_at_2), slow])
     assert len(curves.history) == 10 and not slow.stop_seen
 

@@ -113,13 +113,17 @@ class RunCheckpoints(Callback):
             except (TypeError, ValueError):
                 continue
         net = cb_params.train_network if cb_params.get("network") is None else cb_params.network
+        self.save(net, append)
+
+    def save(self, net: Any, append: dict[str, Any]) -> None:
+        """``last.ckpt`` now, ``best.ckpt`` too when ``append[metric]`` improved; never non-finite weights."""
         if not all_finite(net):
-            self.refused.append(f"epoch {append['epoch']}: weights not finite; last and best kept")
+            self.refused.append(f"epoch {append.get('epoch')}: weights not finite; last and best kept")
             return
         self.saved.append(save_atomic(net, self.last_path, append, self.protect))
         value = append.get(self.metric)
         if self.best_blocked:
-            self.refused.append(f"epoch {append['epoch']}: a loss was not finite; best not replaced")
+            self.refused.append(f"epoch {append.get('epoch')}: a loss was not finite; best not replaced")
             return
         if value is not None and math.isfinite(value) and self._better(value):
             self.best = value

@@ -24,10 +24,9 @@ from typing import Any
 import pandas as pd
 from mindspore.train import Callback
 
-from ms_notebook.atomic import replacing
-
-from .history import History, clean_record, json_line, read_jsonl
+from .history import History, clean_record, read_jsonl
 from .plotting import CSS_WIDTH, render_png
+from .recorder import Recorder, scalar
 
 Overlay = "LiveCurves | History | pd.DataFrame | str | Path"
 PNG_METADATA = {"image/png": {"width": CSS_WIDTH}}  # drawn at 2x: shown at its CSS size, sharp
@@ -88,6 +87,8 @@ class CurveView:
         self.last_png: bytes | None = None
         self.push_count = 0
         self.draw_count = 0
+        self._ui_context: Any = None
+        self._ui_poll: Any = None  # the jupyter-ui-poll function while a foreground run shows its chart
 
     def widget(self):
         """The live chart (a ``LiveChart`` anywidget), created on first use."""
@@ -98,8 +99,50 @@ class CurveView:
             chart.show_overlays(self.curves.overlays)
             chart.show_run(self.curves.history_obj)
             chart.observe(self._on_style, names=["smoothing", "log_y"])
+            chart.on_msg(self._on_message)
             self.chart = chart
         return self.chart
+
+    def _on_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("event") == "stop":
+            self.curves.stop()
+
+    def _status(self, chart: Any) -> None:
+        """Run state, progress line and whether Stop is offered, onto the chart (with the next push)."""
+        curves = self.curves
+        from .progress import progress_line
+
+        chart.status = curves.state or ""
+        chart.progress = progress_line(curves.progress_obj.snapshot()) if curves.state else ""
+        chart.fraction = float(curves.progress_obj.snapshot().get("fraction") or 0.0)
+        chart.stoppable = bool(curves.stop_button and not self.embedded and curves._training)
+        chart.notice = curves.notice or ""
+
+    def poll_ui(self) -> None:
+        """Process pending front-end events (a Stop click) while a foreground loop keeps the kernel busy.
+
+        Only on the kernel's main thread, only while the live chart is shown; ``jupyter-ui-poll`` replays any
+        cell execution requested meanwhile after the running cell ends."""
+        if self.chart is None or threading.current_thread() is not threading.main_thread() or not _in_kernel():
+            return
+        if self._ui_poll is None:
+            try:
+                from jupyter_ui_poll import ui_events
+
+                self._ui_context = ui_events()
+                self._ui_poll = self._ui_context.__enter__()
+            except Exception:  # not an ipykernel this package knows: Stop from a thread still works
+                self._ui_context, self._ui_poll = None, False
+                return
+        if self._ui_poll:
+            with contextlib.suppress(Exception):
+                self._ui_poll(16)
+
+    def _end_ui_poll(self) -> None:
+        if self._ui_context is not None:
+            with contextlib.suppress(Exception):
+                self._ui_context.__exit__(None, None, None)
+        self._ui_context, self._ui_poll = None, None
 
     def _on_style(self, change: dict[str, Any]) -> None:
         setattr(self.curves, change["name"], change["new"])
@@ -130,7 +173,9 @@ class CurveView:
             return
         with self._lock:
             started = time.perf_counter()
-            chart.show_run(self.curves.history_obj)
+            with chart.hold_sync():
+                self._status(chart)
+                chart.show_run(self.curves.history_obj)
             cost = time.perf_counter() - started
             self._last_push = time.monotonic()
             self._gap = max(self.min_interval, 100.0 * cost)  # pushing never takes more than ~1 % of the time
@@ -165,6 +210,7 @@ class CurveView:
         """The run ended: final numbers to the chart; outside a Dashboard a PNG replaces the live view."""
         if not self.enabled:
             return
+        self._end_ui_poll()
         if self.chart is not None:
             self.update(force=True)
             self.chart.live = False
@@ -181,19 +227,24 @@ class CurveView:
             self.final_handle.update(self._png_bundle(self.render()), raw=True, metadata=PNG_METADATA)
 
 
-class LiveCurves(Callback):
-    """Record per-step loss and per-epoch metrics of ``Model.train``/``Model.fit`` and draw them live.
+class LiveCurves(Recorder, Callback):
+    """Record per-step loss and per-epoch metrics of any training loop and draw them live.
+
+    Your own loop (MindSpore 2.x's functional style) logs with ``log``/``log_epoch`` and iterates with
+    ``steps`` (progress, ETA, Stop); ``Model.train``/``Model.fit`` take it as a callback. Both feed the same
+    recorder (``runs/recorder.py``): one history, JSON-lines file, NaN guard, live chart and final PNG.
 
     Args:
         label: name of this run in legends and overlays.
         overlays: earlier runs drawn beside this one (LiveCurves, History, DataFrame, or a .csv/.jsonl path).
         log_path: also append the records as JSON Lines to this file (read by ``follow``). Inside a job
             started by ``ms_notebook.launch`` it defaults to the run's metrics file on rank 0, and every rank
-            honours the notebook's Stop (``runs/worker.py``).
+            honours the notebook's Stop (``runs/handshake.py``).
         max_redraws_per_s: live chart update throttle (default 2 per second).
         smoothing: EMA factor for the step loss in [0, 1) with bias correction; 0 draws raw values.
         log_y: logarithmic loss axis.
         display: draw in the notebook; ``None`` means only when running inside a Jupyter kernel.
+        stop_on_nonfinite, run_dir, epochs, net: see :class:`~ms_notebook.runs.recorder.Recorder`.
     """
 
     def __init__(
@@ -205,56 +256,35 @@ class LiveCurves(Callback):
         smoothing: float = 0.6,
         log_y: bool = False,
         display: bool | None = None,
+        stop_on_nonfinite: bool = True,
+        run_dir: str | Path | None = None,
+        epochs: int | None = None,
+        net: Any = None,
     ) -> None:
-        super().__init__()
+        Callback.__init__(self)
+        Recorder.__init__(self, label, log_path, stop_on_nonfinite, run_dir, epochs, net)
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-        self.history_obj = History(label)
         self.overlays: list[History] = [_as_history(item, None) for item in overlays]
         self.smoothing = smoothing
         self.log_y = log_y
-        self.log_path = Path(log_path) if log_path is not None else None
         self.view = CurveView(self, max_redraws_per_s, display)
-        self._records: list[dict[str, Any]] = []
-        self._log = None
-        self._log_flushed = 0.0
-        self._step_offset = 0
-        self._epoch_offset = 0
-        self._t0 = 0.0
-        self._last_step_time = 0.0
-        self._rate = 0.0
-        self._steps_timed = 0
-        self._lr: float | None = None
-        self._epoch_losses: list[float] = []
-        self._training = False
-        self._listeners: list[Any] = []
-        self._job = _job_control()  # None outside an ms_notebook.launch job
-        self._hold = 0  # > 0 inside one_run(): several train() calls make one run
-        self._held_end = False
-        self.phase: str | None = None  # named in the "phase" record that starts the next held train() call
+        self.stop_button = True  # the chart offers Stop (a Dashboard embedding the chart has its own)
 
-    # -- public readers ------------------------------------------------------------------------------
-    @property
-    def history(self) -> pd.DataFrame:
-        """One row per training step; epoch columns (train_loss, eval_*) filled on each epoch's last step."""
-        return self.history_obj.frame()
+    # -- the view's hooks ------------------------------------------------------------------------------
+    def _view_start(self) -> None:
+        self.view.start()
 
-    @property
-    def epochs(self) -> pd.DataFrame:
-        """One row per epoch with its metrics."""
-        return self.history_obj.epochs()
+    def _view_update(self, force: bool = False) -> None:
+        self.view.update(force=force)
 
-    def records(self) -> list[dict[str, Any]]:
-        """All records so far (the JSON-lines schema)."""
-        return list(self._records)
+    def _view_finish(self) -> None:
+        self.view.finish()
 
-    def to_csv(self, path: str | Path) -> Path:
-        """Write ``history`` as CSV atomically (temporary file in the same folder, then rename)."""
-        path = Path(path)
-        with replacing(path) as tmp:
-            self.history.to_csv(tmp, index=False)
-        return path
+    def _poll_ui(self) -> None:
+        self.view.poll_ui()
 
+    # -- overlays and style ----------------------------------------------------------------------------
     def add_overlay(self, run: Any, label: str | None = None) -> None:
         """Draw an earlier run beside this one."""
         self.overlays.append(_as_history(run, label))
@@ -288,30 +318,6 @@ class LiveCurves(Callback):
         """The current figure as PNG bytes (what the notebook shows)."""
         return render_png(self.history_obj, self.overlays, self.smoothing, self.log_y)
 
-    def add_listener(self, listener: Any) -> None:
-        """Call ``listener(record)`` on the training thread for each record (keep it cheap)."""
-        self._listeners.append(listener)
-
-    @contextlib.contextmanager
-    def one_run(self):
-        """Record several ``train``/``fit`` calls as one run: a "phase" record between them, one "end" after.
-
-        What ``Runner.fine_tune`` uses: the head-only epochs and the unfrozen epochs are one curve.
-        """
-        self._hold += 1
-        try:
-            yield self
-        finally:
-            self._hold -= 1
-            if not self._hold and self._held_end:
-                self._held_end = False
-                self._emit({"type": "end", "time": time.time(), "steps": len(self.history_obj)})
-                self.view.finish()
-
-    def remove_listener(self, listener: Any) -> None:
-        """Stop calling ``listener`` (a new list: a record being delivered on the training thread is safe)."""
-        self._listeners = [known for known in self._listeners if known is not listener]
-
     def _ipython_display_(self) -> None:
         """The live chart, with the static PNG beside it for front ends and exports without widgets."""
         from IPython.display import display
@@ -330,20 +336,7 @@ class LiveCurves(Callback):
             bundle["image/png"] = base64.b64encode(self.view.render()).decode("ascii")
         display(bundle, raw=True, metadata=PNG_METADATA if "image/png" in bundle else None)
 
-    # -- recording -----------------------------------------------------------------------------------
-    def _emit(self, record: dict[str, Any]) -> None:
-        self._records.append(record)
-        self.history_obj.apply(record)
-        if self._log is not None:
-            self._log.write(json_line(record))  # strict JSON: a NaN loss is written as null
-            now = time.monotonic()
-            if record["type"] != "step" or now - self._log_flushed > 0.5:
-                self._log.flush()
-                self._log_flushed = now
-        for listener in self._listeners:
-            listener(record)
-        self.view.update(force=record["type"] != "step")
-
+    # -- the Callback adapter (Model.train / Model.fit, and Runner's own loop) -------------------------
     def _read_lr(self, cb_params: Any) -> float | None:
         optimizer = getattr(cb_params, "optimizer", None)
         if optimizer is None:
@@ -358,61 +351,22 @@ class LiveCurves(Callback):
 
     def on_train_begin(self, run_context: Any) -> None:
         cb_params = run_context.original_args()
-        self._training = True
-        if self._job is not None:
-            self._job.on_train_begin(run_context)
-            if self.log_path is None:
-                self.log_path = self._job.job.metrics_path
-        if self.log_path is not None:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = open(self.log_path, "a" if self._records else "w", encoding="utf-8")  # noqa: SIM115
-        if self._records:  # a second train() call continues the same history
-            self._step_offset = int(self.history_obj.latest().get("step") or 0)
-            self._epoch_offset = int(self.history_obj.latest().get("epoch") or 0)
-        self._t0 = self._last_step_time = time.perf_counter()
-        self._steps_timed = 0
-        sizes = {
-            "epochs": int(getattr(cb_params, "epoch_num", 0) or 0),
-            "steps_per_epoch": int(getattr(cb_params, "batch_num", 0) or 0),
-        }
-        if self._held_end:  # the next phase of one run (one_run())
-            self._held_end = False
-            self._emit({"type": "phase", "phase": self.phase or "", "time": time.time(), **sizes})
-        else:
-            self._emit({"type": "begin", "label": self.history_obj.label, "time": time.time(), **sizes})
-        self.view.start()
+        self._begin_run(int(getattr(cb_params, "epoch_num", 0) or 0),
+                        int(getattr(cb_params, "batch_num", 0) or 0))
 
     def on_train_epoch_begin(self, run_context: Any) -> None:
         self._lr = self._read_lr(run_context.original_args())
         self._epoch_losses = []
+        self.progress_obj.epoch_begins(int(run_context.original_args().cur_epoch_num))
 
     def on_train_step_end(self, run_context: Any) -> None:
         cb_params = run_context.original_args()
-        outputs = cb_params.net_outputs
-        if isinstance(outputs, tuple | list):
-            outputs = outputs[0]
-        loss = float(outputs.asnumpy()) if hasattr(outputs, "asnumpy") else float(outputs)
-        now = time.perf_counter()
-        dt = now - self._last_step_time
-        self._last_step_time = now
-        if dt > 0:
-            rate = 1.0 / dt
-            self._steps_timed += 1
-            # the first step of a train() call carries graph compilation: the average starts afresh at the
-            # second, instead of decaying for dozens of steps from a rate many times too low
-            self._rate = rate if self._steps_timed <= 2 else 0.9 * self._rate + 0.1 * rate
-        self._epoch_losses.append(loss)
-        self._emit({
-            "type": "step",
-            "epoch": self._epoch_offset + int(cb_params.cur_epoch_num),
-            "step": self._step_offset + int(cb_params.cur_step_num),
-            "loss": loss,
-            "lr": self._lr,
-            "steps_per_s": self._rate,
-            "wall_time": now - self._t0,
-        })
-        if self._job is not None:
-            self._job.on_train_step_end(run_context)
+        loss = scalar(cb_params.net_outputs)
+        must_stop = self._record_step(loss, self._epoch_offset + int(cb_params.cur_epoch_num),
+                                      self._step_offset + int(cb_params.cur_step_num), self._lr)
+        if must_stop or self._stop.is_set():
+            run_context.request_stop()
+        self._maybe_poll()
 
     def on_train_epoch_end(self, run_context: Any) -> None:
         cb_params = run_context.original_args()
@@ -426,12 +380,8 @@ class LiveCurves(Callback):
             if name == "eval_loss":
                 continue
             values[f"eval_{name}"] = _number(value)
-        self._emit({
-            "type": "epoch",
-            "epoch": self._epoch_offset + int(cb_params.cur_epoch_num),
-            "step": self._step_offset + int(cb_params.cur_step_num),
-            **values,
-        })
+        self._record_epoch(self._epoch_offset + int(cb_params.cur_epoch_num),
+                           self._step_offset + int(cb_params.cur_step_num), values)
 
     def on_eval_end(self, run_context: Any) -> None:
         if self._training:  # inside Model.fit: on_train_epoch_end records the results
@@ -446,28 +396,15 @@ class LiveCurves(Callback):
         self._emit({"type": "epoch", "epoch": epoch, "step": step, **values})
 
     def on_train_end(self, run_context: Any) -> None:
-        self._training = False
-        if self._hold:  # one_run(): the run goes on with the next train() call
-            self._held_end = True
-            if self._log is not None:
-                self._log.close()
-                self._log = None
-            return
-        self._emit({"type": "end", "time": time.time(), "steps": len(self.history_obj)})
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        self.view.finish()
-        if self._job is not None:
-            self._job.on_train_end(run_context)  # last checkpoint; after a stop request the process exits
-
-
-def _job_control() -> Any:
-    """The worker-side stop handling when this process is a rank of a ``launch`` job, else ``None``."""
-    from .worker import Job, JobControl
-
-    job = Job.current()
-    return JobControl(job) if job is not None else None
+        self._end_run()
+        handshake = self._handshake
+        if handshake is not None and not self._hold:
+            cb_params = run_context.original_args()
+            self._job_saved = True
+            handshake.save_last(cb_params.train_network, int(cb_params.cur_epoch_num),
+                                int(cb_params.cur_step_num))
+            if handshake.stopped:
+                raise SystemExit(0)  # stopped on request: the rest of the script does not run
 
 
 def _number(value: Any) -> Any:

@@ -12,12 +12,42 @@ Kept apart from the Runner so the rules are plain and testable without training:
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
 from typing import Any
 
 WINDOW_S = 15.0
+
+
+def format_seconds(seconds: float | None) -> str:
+    """'1 h 02 min', '3 min 05 s', '12 s' or '–' when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
+def progress_line(progress: dict[str, Any]) -> str:
+    """"epoch 2/5 · step 40/100 · 14.2 steps/s · ETA 4 s" from ``RunProgress.snapshot()`` (what is known)."""
+    parts = []
+    epoch, epochs = progress.get("global_epoch") or progress.get("epoch"), progress.get("last_epoch")
+    if epoch:
+        parts.append(f"epoch {epoch}/{epochs}" if progress.get("epochs") else f"epoch {epoch}")
+    step, total = progress.get("global_step", progress.get("step", 0)), progress.get("total", 0)
+    offset = progress.get("step_offset", 0)
+    if step:
+        parts.append(f"step {step}/{offset + total}" if total else f"step {step}")
+    if progress.get("steps_per_s"):
+        parts.append(f"{progress['steps_per_s']:.1f} steps/s")
+        if total:
+            parts.append(f"ETA {format_seconds(progress.get('eta_s'))}")
+    return " · ".join(parts)
 
 
 class RunProgress:
@@ -39,6 +69,16 @@ class RunProgress:
                 "epoch_offset": int(epoch_offset), "step_offset": int(step_offset),
                 "started": time.perf_counter(),
             }
+
+    def set_size(self, epochs: int, steps_per_epoch: int) -> None:
+        """The run's size became known after it began (a loop's first ``steps()``); counts are kept."""
+        with self._lock:
+            if epochs:
+                self._state["epochs"] = int(epochs)
+            total = int(self._state["epochs"] or 1) * int(steps_per_epoch) if epochs else 0
+            # without a planned number of epochs the total is the current epoch's end
+            self._state["total"] = total or int(self._state.get("step", 0)) + int(steps_per_epoch)
+            self._state["steps_per_epoch"] = int(steps_per_epoch)
 
     def epoch_begins(self, epoch_in_run: int) -> None:
         with self._lock:

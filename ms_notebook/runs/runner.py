@@ -127,9 +127,9 @@ class Runner:
     def __init__(
         self,
         net: Any,
-        loss_fn: Any,
-        optimizer: Any,
-        train_data: Any,
+        loss_fn: Any = None,
+        optimizer: Any = None,
+        train_data: Any = None,
         eval_data: Any = None,
         metrics: Iterable[str] | dict[str, Any] = ("accuracy",),
         mode: str = "graph",
@@ -141,10 +141,20 @@ class Runner:
         optimizer_factory: Callable[[Any], Any] | None = None,
         stop_on_nonfinite: bool = True,
         class_names: list[str] | None = None,
+        train_step: Callable[..., Any] | None = None,
+        eval_step: Callable[..., Any] | None = None,
+        make_train_step: Callable[[Any], Callable[..., Any]] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be 'graph' or 'pynative', got {mode!r}")
+        if train_step is None and make_train_step is not None:
+            if optimizer is None:
+                raise ValueError("make_train_step builds the step for an optimizer: give optimizer= too")
+            train_step = make_train_step(optimizer)
+        if train_step is None and (loss_fn is None or optimizer is None):
+            raise ValueError("Runner needs loss_fn and optimizer (Model.train), or train_step= (your own step)")
         self.net, self.loss_fn, self.optimizer = net, loss_fn, optimizer
+        self.train_step, self.eval_step, self.make_train_step = train_step, eval_step, make_train_step
         self.train_data, self.eval_data = train_data, eval_data
         # "loss" rides along so that eval curves show the loss over the whole eval set
         self.metrics = dict(metrics) if isinstance(metrics, dict) else {*metrics, "loss"}
@@ -267,11 +277,24 @@ class Runner:
             return None
         return max(float(p.asnumpy().reshape(-1)[0]) for p in params)
 
+    @property
+    def functional(self) -> bool:
+        """Whether this runner trains with your own ``train_step`` (MindSpore 2.x's loop), not ``Model``."""
+        return self.train_step is not None
+
     # -- running -------------------------------------------------------------------------------------
-    def _ensure_model(self) -> Model:
+    def _ensure_model(self) -> Any:
+        """``Model`` over the network, loss and optimizer, or the ``StepLoop`` running your ``train_step``:
+        both train, fit and evaluate with the same callbacks."""
         if self.model is None:
             mindspore.set_context(mode=MODES[self.mode])
-            self.model = Model(self.net, self.loss_fn, self.optimizer, metrics=self.metrics)
+            if self.functional:
+                from .loop import StepLoop
+
+                self.model = StepLoop(self.net, self.train_step, self.optimizer, self.loss_fn, self.eval_step,
+                                      self.metrics)
+            else:
+                self.model = Model(self.net, self.loss_fn, self.optimizer, metrics=self.metrics)
         self._started_runtime = True
         return self.model
 
@@ -441,9 +464,18 @@ class Runner:
         return self.plan
 
     def _use(self, report: Any) -> None:
-        """Train with the optimizer a plan just built (a new Model: it compiles the new step)."""
+        """Train with the optimizer a plan just built (a new Model, or a new train_step over the new trainable
+        parameters: your ``make_train_step(optimizer)``, else MindSpore 2.x's step from ``net``/``loss_fn``)."""
         self.optimizer = report.optimizer
         self.model = None
+        if self.functional:
+            if self.make_train_step is not None:
+                self.train_step = self.make_train_step(self.optimizer)
+            else:
+                from .loop import build_train_step
+
+                self.train_step = build_train_step(self.net, self.loss_fn, self.optimizer,
+                                                   jit=self.mode == "graph")
 
     def _fine_tune(self, epochs: int, freeze_epochs: int, lr: float | None, lr_mult: float) -> None:
         from ms_notebook.transfer.plan import TransferError
@@ -473,6 +505,10 @@ class Runner:
             self._fit(epochs)
 
     def _check_fine_tune(self, epochs: int, freeze_epochs: int) -> None:
+        if self.functional and self.make_train_step is None and self.loss_fn is None:
+            raise RunError("fine_tune builds a new training step over the parameters it unfreezes: give "
+                           "Runner(..., make_train_step=lambda optimizer: <your train_step for it>) or loss_fn= "
+                           "(then MindSpore 2.x's value_and_grad step is built for you)")
         if self._factory() is None:
             raise RunError("fine_tune rebuilds the optimizer after freezing: give Runner(..., "
                            "optimizer_factory=lambda params: nn.Momentum(params, 0.01, 0.9)) or a plan "

@@ -8,13 +8,13 @@ and are throttled by time, so the dashboard costs nothing per step.
 from __future__ import annotations
 
 import html
-import math
 import threading
 import time
 from typing import Any
 
 import ipywidgets as w
 
+from ms_notebook.runs.progress import format_seconds
 from ms_notebook.runs.runner import EVALUATING, IDLE, STOPPING, TRAINING, Runner
 from ms_notebook.widgets import frontend
 from ms_notebook.widgets.interpretation import InterpretationView
@@ -22,18 +22,6 @@ from ms_notebook.widgets.lr_finder import LRFinderView
 from ms_notebook.widgets.static import StaticRendering, png_html, section
 
 TAG_EVAL, TAG_FINETUNE = "ms-eval", "ms-finetune"
-
-
-def format_seconds(seconds: float | None) -> str:
-    """'1 h 02 min', '3 min 05 s', '12 s' or '–' when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "–"
-    seconds = round(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds} s"
 
 
 def progress_text(progress: dict[str, Any], state: str) -> str:

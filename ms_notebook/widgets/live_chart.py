@@ -11,6 +11,12 @@ Python -> view (synced traitlets)
   ``steps``/``loss`` float32 little-endian bytes, one value per training step (NaN: no loss recorded)
   ``epochs``       epoch records ``{"epoch", "step", <metric>: float, ...}`` (eval_accuracy, train_loss, ...)
   ``overlays``     earlier runs ``{"label", "steps", "loss", "epochs"}`` (lists), drawn dashed
+  ``status``       the run's state ("running", "stopping", "stopped", "finished", "failed"; "" before)
+  ``progress``     one line of progress ("epoch 2/5 · step 40/100 · 14 steps/s · ETA 4 s"); ``fraction`` 0–1
+  ``stoppable``    show a Stop button (a standalone loop's chart; a Dashboard has its own); ``notice``: a
+                   sentence the run wants said (a non-finite loss)
+view -> Python
+  a ``{"event": "stop"}`` message when Stop is pressed (``LiveCurves.stop()``)
 view <-> Python
   ``smoothing``    EMA factor in [0, 0.95] for the step loss (bias-corrected); ``log_y``: log loss axis.
                    The view's slider and checkbox set them; ``LiveCurves`` observes them for its final PNG.
@@ -76,6 +82,11 @@ class LiveChart(anywidget.AnyWidget):
     overlays = traitlets.List([]).tag(sync=True)
     smoothing = traitlets.Float(0.6).tag(sync=True)
     log_y = traitlets.Bool(False).tag(sync=True)
+    status = traitlets.Unicode("").tag(sync=True)
+    progress = traitlets.Unicode("").tag(sync=True)
+    fraction = traitlets.Float(0.0).tag(sync=True)
+    stoppable = traitlets.Bool(False).tag(sync=True)
+    notice = traitlets.Unicode("").tag(sync=True)
 
     @traitlets.validate("smoothing")
     def _valid_smoothing(self, proposal: dict[str, Any]) -> float:

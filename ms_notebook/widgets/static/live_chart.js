@@ -242,10 +242,32 @@ function render({ model, el: root }) {
   log.className = "ms-live-chart-log";
   logLabel.append(log, document.createTextNode(" log scale"));
   bar.append(status, readout, smoothLabel, logLabel);
+  // a standalone loop's run line: progress bar, progress text, Stop (a Dashboard shows its own). Its height is
+  // reserved while the run is live so the chart does not jump when Stop appears or goes
+  const runLine = document.createElement("div");
+  runLine.className = "ms-live-chart-run";
+  const meter = document.createElement("progress");
+  meter.className = "ms-live-chart-meter";
+  meter.max = 1;
+  const progressText = document.createElement("span");
+  progressText.className = "ms-live-chart-progress";
+  const stop = document.createElement("button");
+  stop.className = "ms-live-chart-stop";
+  stop.type = "button";
+  stop.textContent = "■ Stop";
+  stop.title = "Stop after the current step (the history and figure are kept)";
+  stop.addEventListener("click", () => {
+    stop.disabled = true;
+    stop.textContent = "stopping…";
+    model.send({ event: "stop" });
+  });
+  runLine.append(meter, progressText, stop);
+  const notice = document.createElement("div");
+  notice.className = "ms-live-chart-notice";
   const legend = document.createElement("div");
   legend.className = "ms-live-chart-legend";
   const svg = el("svg", { class: "ms-live-chart-svg", role: "img" });
-  root.append(bar, legend, svg);
+  root.append(bar, runLine, notice, legend, svg);
 
   function legendItem(swatch, text, cls = "") {
     const item = document.createElement("span");
@@ -296,7 +318,24 @@ function render({ model, el: root }) {
     const runs = runsOf(model);
     const current = runs[runs.length - 1];
     const n = current.steps.length;
-    const state = model.get("live") ? "live" : n ? "finished" : "waiting for the first step";
+    const runState = model.get("status");
+    const state = runState || (model.get("live") ? "live" : n ? "finished" : "waiting for the first step");
+    const progressLine = model.get("progress");
+    const stoppable = model.get("stoppable");
+    runLine.style.display = progressLine || stoppable ? "" : "none";
+    progressText.textContent = progressLine;
+    meter.value = Math.max(0, Math.min(1, model.get("fraction") || 0));
+    meter.style.visibility = model.get("fraction") > 0 ? "visible" : "hidden";
+    stop.style.visibility = stoppable ? "visible" : "hidden";
+    if (runState !== "stopping") {
+      stop.disabled = !stoppable;
+      stop.textContent = "■ Stop";
+    } else {
+      stop.disabled = true;
+      stop.textContent = "stopping…";
+    }
+    notice.textContent = model.get("notice") || "";
+    notice.style.display = notice.textContent ? "" : "none";
     status.textContent = n
       ? `${current.label} · ${state} · step ${current.steps[n - 1]} · loss ${format(current.loss[n - 1])}`
       : `${current.label} · ${state}`;
@@ -401,7 +440,8 @@ function render({ model, el: root }) {
     model.set("log_y", log.checked);
     model.save_changes();
   });
-  const names = ["steps", "loss", "epochs", "overlays", "label", "live", "smoothing", "log_y"];
+  const names = ["steps", "loss", "epochs", "overlays", "label", "live", "smoothing", "log_y", "status", "progress",
+    "fraction", "stoppable", "notice"];
   for (const name of names) model.on(`change:${name}`, schedule);
   // redraw at the new size when the output area, the side panel or the window changes width. Compared with
   // the width of the last drawing, not of the last callback: a drawing made while the tab was hidden (the
