@@ -123,7 +123,8 @@ class CurveView:
 
         Only on the kernel's main thread, only while the live chart is shown; ``jupyter-ui-poll`` replays any
         cell execution requested meanwhile after the running cell ends."""
-        if self.chart is None or threading.current_thread() is not threading.main_thread() or not _in_kernel():
+        foreground = threading.current_thread() is threading.main_thread()
+        if self.chart is None or not foreground or not _in_kernel():
             return
         if self._ui_poll is None:
             try:

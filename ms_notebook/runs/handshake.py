@@ -2,8 +2,9 @@
 
 No MindSpore at import: the recorder (``runs/recorder.py``) uses it from any training loop, and the
 ``Callback`` adapter (``runs/worker.py``) from ``Model.train``. Why stopping needs a handshake: in
-data-parallel training every step ends with an all-reduce of the gradients, so all ranks must leave their loop after the
-*same* step; a rank that stopped one step earlier would leave the others waiting in the all-reduce forever.
+data-parallel training every step ends with an all-reduce of the gradients, so all ranks must leave
+their loop after the *same* step; a rank that stopped one step earlier would leave the others waiting in
+the all-reduce forever.
 
 1. The launcher creates ``control/stop``. Each rank looks for it at most every ``check_s`` (one ``stat``).
 2. A rank that sees it writes ``control/ack_<rank>`` holding its current step, and from then on reads the acks

@@ -42,7 +42,10 @@ class History:
         kind = record.get("type")
         with self._lock:
             if kind == "step":
-                self._rows.append({k: record.get(k) for k in STEP_COLUMNS})
+                row = {k: record.get(k) for k in STEP_COLUMNS}
+                # anything else a loop logged with the step (grad_norm=...) is a column too
+                row.update({k: v for k, v in record.items() if k not in row and k != "type"})
+                self._rows.append(row)
                 loss = record.get("loss")
                 self._steps.append(float(record.get("step") or len(self._rows)))
                 self._losses.append(math.nan if loss is None else float(loss))

@@ -1,11 +1,11 @@
 """Your own ``train_step`` run the way ``Model.fit`` runs its network: epochs, evaluation, the same callbacks.
 
 MindSpore 2.x teaches a functional loop (``value_and_grad`` + a ``train_step`` function, often under
-``@mindspore.jit``). ``StepLoop`` runs such a step over a dataset and calls MindSpore ``Callback``s through a
-real ``RunContext`` at the points ``Model.fit`` does, so everything the ``Runner`` builds on callbacks (curves,
-Stop, progress, NaN guard, run checkpoints, the learning-rate ramp, a job's stop handshake) works unchanged on
-it. ``build_train_step`` writes the tutorial's step for a network, a loss and an optimizer, which is what
-``Runner.fine_tune`` uses after it rebuilt the optimizer over new trainable parameters.
+``@mindspore.jit``). ``StepLoop`` runs such a step over a dataset and calls MindSpore ``Callback``s through
+a real ``RunContext`` at the points ``Model.fit`` does, so everything the ``Runner`` builds on callbacks
+(curves, Stop, progress, NaN guard, run checkpoints, the learning-rate ramp, a job's stop handshake) works
+unchanged on it. ``build_train_step`` writes the tutorial's step for a network, a loss and an optimizer,
+which is what ``Runner.fine_tune`` uses after it rebuilt the optimizer over new trainable parameters.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from mindspore.train import RunContext
 
 
 class CallbackParams(dict):
-    """What callbacks read from ``run_context.original_args()`` (a dict with attribute access, as MindSpore's)."""
+    """What callbacks read from ``run_context.original_args()``: a dict with attribute access."""
 
     def __getattr__(self, key: str) -> Any:
         try:
@@ -121,14 +121,16 @@ class StepLoop:
         self.fit(epochs, train_dataset, None, callbacks)
 
     # -- evaluation -----------------------------------------------------------------------------------
-    def eval(self, dataset: Any, callbacks: Iterable[Any] = (), dataset_sink_mode: bool = False) -> dict[str, Any]:
+    def eval(self, dataset: Any, callbacks: Iterable[Any] = (),
+             dataset_sink_mode: bool = False) -> dict[str, Any]:
         """Metrics over ``dataset``: "accuracy" and "loss" by name, or ``Metric`` objects in a dict."""
         callbacks = list(callbacks)
         metrics = {name: _metric(name, given) for name, given in self.metrics.items()}
         for metric in metrics.values():
             metric.clear()
         params = CallbackParams(network=self.net, batch_num=int(dataset.get_dataset_size() or 0),
-                                cur_step_num=0, valid_dataset=dataset, metrics={}, mode="eval", net_outputs=None)
+                                cur_step_num=0, valid_dataset=dataset, metrics={}, mode="eval",
+                                net_outputs=None)
         context = RunContext(params)
         for callback in callbacks:
             callback.on_eval_begin(context)

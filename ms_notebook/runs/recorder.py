@@ -74,7 +74,7 @@ def dataset_length(iterable: Any) -> int:
 
 
 class Recorder:
-    """The history of one run and everything that reads it, fed by ``log``/``log_epoch``/``steps`` or adapters.
+    """One run's history and everything that reads it, fed by ``log``/``log_epoch``/``steps`` or adapters.
 
     Args:
         label: name of this run in legends and overlays.
@@ -132,6 +132,7 @@ class Recorder:
         self._steps_per_epoch = 0
         self._next_poll = 0.0
         self._functional_run = False  # the run was begun by log()/steps(): a `with` block ends it
+        self._rearm: Any = _no_rearm  # puts the loop's SIGINT handler back after MindSpore ran a step
 
     # -- readers -------------------------------------------------------------------------------------
     @property
@@ -154,7 +155,7 @@ class Recorder:
 
     @property
     def stop_requested(self) -> bool:
-        """Whether Stop was asked for (button, ``stop()``, the kernel's interrupt, a non-finite loss, a job)."""
+        """Whether Stop was asked for (button, ``stop()``, kernel interrupt, a non-finite loss, a job)."""
         return self._stop.is_set()
 
     def to_csv(self, path: str | Path) -> Path:
@@ -183,7 +184,7 @@ class Recorder:
         """The run ended (its status is ``state``)."""
 
     def _poll_ui(self) -> None:
-        """Let pending front-end events (a Stop click) through while a foreground loop keeps the kernel busy."""
+        """Let pending front-end events (a Stop click) in while a foreground loop keeps the kernel busy."""
 
     # -- the core every adapter feeds -----------------------------------------------------------------
     def _emit(self, record: dict[str, Any]) -> None:
@@ -271,8 +272,8 @@ class Recorder:
         where = f"epoch {epoch}, step {step}{rate}"
         if self.stop_on_nonfinite:
             self.notice = (f"the training loss became {loss} at {where}: training stopped after that step. "
-                           "The weights are probably no longer finite: lower the learning rate and reload the "
-                           "weights; no best checkpoint is written from them. "
+                           "The weights are probably no longer finite: lower the learning rate and reload "
+                           "the weights; no best checkpoint is written from them. "
                            "LiveCurves(stop_on_nonfinite=False) trains on regardless.")
             self._request_stop(self.notice)
             print(f"LiveCurves: {self.notice}", file=sys.stderr, flush=True)
@@ -363,6 +364,7 @@ class Recorder:
         lr = values.pop("lr", None)
         extra = {key: _number(value) for key, value in values.items()}
         self._logged = True
+        self._rearm()
         self._record_step(number, self._epoch, step_number, None if lr is None else scalar(lr), extra)
         self._maybe_poll()
 
@@ -385,7 +387,8 @@ class Recorder:
         self._epoch_closed = True
         self._epoch_losses = []
 
-    def steps(self, iterable: Iterable[Any], total: int | None = None, epoch: int | None = None) -> Iterator[Any]:
+    def steps(self, iterable: Iterable[Any], total: int | None = None,
+              epoch: int | None = None) -> Iterator[Any]:
         """Iterate ``iterable`` (a dataset iterator) as one epoch: progress and ETA, and a clean end at the
         step boundary once Stop is asked for. ``total`` defaults to ``get_dataset_size()``/``len()``.
 
@@ -402,9 +405,11 @@ class Recorder:
         return self._iterate(iter(iterable))
 
     def _iterate(self, iterator: Iterator[Any]) -> Iterator[Any]:
-        with _interrupt_as_stop(self):
+        with _interrupt_as_stop(self) as rearm:
+            self._rearm = rearm
             first = True
             while True:
+                rearm()
                 if not first:
                     self._boundary()
                 first = False
@@ -512,6 +517,10 @@ class Recorder:
                 "best": keeper.best_path if keeper.best_path in written else None}
 
 
+def _no_rearm() -> None:
+    return None
+
+
 def _number(value: Any) -> Any:
     try:
         return scalar(value)
@@ -522,35 +531,49 @@ def _number(value: Any) -> Any:
 @contextlib.contextmanager
 def _interrupt_as_stop(recorder: Recorder):
     """While a foreground ``steps()`` loop runs on the main thread, the first SIGINT (the kernel's ■) asks for
-    Stop; the second raises ``KeyboardInterrupt``. Elsewhere (a thread, no handler to replace) nothing changes."""
+    Stop; the second raises ``KeyboardInterrupt``. Elsewhere (a thread, no handler) nothing changes.
+
+    Yields ``rearm``, called at every step boundary: MindSpore's runtime puts a SIGINT handler of its own in
+    place while it runs a step (without it, ■ during a compiled step ends the process), so the loop's handler
+    is set again between steps (one system call)."""
+    def nothing() -> None:
+        return None
+
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield nothing
         return
     try:
         previous = signal.getsignal(signal.SIGINT)
     except (ValueError, TypeError):
-        yield
+        yield nothing
         return
     if previous is None:
-        yield
+        yield nothing
         return
+    aborted = False
 
     def on_interrupt(signum: int, frame: Any) -> None:
+        nonlocal aborted
         if recorder._stop.is_set() and recorder.stop_reason == "interrupted (kernel interrupt)":
+            aborted = True
             signal.signal(signal.SIGINT, previous)
             raise KeyboardInterrupt
         recorder._request_stop("interrupted (kernel interrupt)")
         print("LiveCurves: interrupted: stopping after this step (interrupt again to abort at once)",
               file=sys.stderr, flush=True)
 
+    def rearm() -> None:
+        if not aborted:
+            signal.signal(signal.SIGINT, on_interrupt)
+
     try:
-        signal.signal(signal.SIGINT, on_interrupt)
+        rearm()
     except ValueError:  # not the main thread of the main interpreter
-        yield
+        yield nothing
         return
     try:
-        yield
+        yield rearm
     finally:
+        recorder._rearm = _no_rearm
         with contextlib.suppress(ValueError, TypeError):
-            if signal.getsignal(signal.SIGINT) is on_interrupt:
-                signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGINT, previous)

@@ -152,7 +152,7 @@ class Runner:
                 raise ValueError("make_train_step builds the step for an optimizer: give optimizer= too")
             train_step = make_train_step(optimizer)
         if train_step is None and (loss_fn is None or optimizer is None):
-            raise ValueError("Runner needs loss_fn and optimizer (Model.train), or train_step= (your own step)")
+            raise ValueError("Runner needs loss_fn and optimizer (Model.train), or train_step= (your step)")
         self.net, self.loss_fn, self.optimizer = net, loss_fn, optimizer
         self.train_step, self.eval_step, self.make_train_step = train_step, eval_step, make_train_step
         self.train_data, self.eval_data = train_data, eval_data
@@ -160,6 +160,7 @@ class Runner:
         self.metrics = dict(metrics) if isinstance(metrics, dict) else {*metrics, "loss"}
         self.mode = mode
         self.curves = curves if curves is not None else LiveCurves()
+        self.curves.stop_on_nonfinite = stop_on_nonfinite  # one rule for the run: the runner's
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.checkpoint_metric = checkpoint_metric
         self.source_checkpoint = source_checkpoint
@@ -436,6 +437,7 @@ class Runner:
         if self.running:
             self._stop.set()
             if self.state == TRAINING:
+                self.curves.stop()  # the curves end the run as "stopped", not "finished"
                 self._set_state(STOPPING)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -464,8 +466,9 @@ class Runner:
         return self.plan
 
     def _use(self, report: Any) -> None:
-        """Train with the optimizer a plan just built (a new Model, or a new train_step over the new trainable
-        parameters: your ``make_train_step(optimizer)``, else MindSpore 2.x's step from ``net``/``loss_fn``)."""
+        """Train with the optimizer a plan just built (a new Model, or a new train_step over the new
+        trainable parameters: your ``make_train_step(optimizer)``, else MindSpore 2.x's step from
+        ``loss_fn``)."""
         self.optimizer = report.optimizer
         self.model = None
         if self.functional:
@@ -507,7 +510,8 @@ class Runner:
     def _check_fine_tune(self, epochs: int, freeze_epochs: int) -> None:
         if self.functional and self.make_train_step is None and self.loss_fn is None:
             raise RunError("fine_tune builds a new training step over the parameters it unfreezes: give "
-                           "Runner(..., make_train_step=lambda optimizer: <your train_step for it>) or loss_fn= "
+                           "Runner(..., make_train_step=lambda optimizer: <your train_step for it>) or "
+                           "loss_fn= "
                            "(then MindSpore 2.x's value_and_grad step is built for you)")
         if self._factory() is None:
             raise RunError("fine_tune rebuilds the optimizer after freezing: give Runner(..., "

@@ -1,6 +1,6 @@
 """Worker side of a job started by ``ms_notebook.launch``, for ``Model.train``: the ``Callback`` adapter of
-the stop handshake (``runs/handshake.py``, which holds the rules and the job's place; ``LiveCurves`` uses it from
-any loop).
+the stop handshake (``runs/handshake.py``, which holds the rules and the job's place; ``LiveCurves`` uses
+it from any loop).
 
 ``launch`` puts ``MS_NOTEBOOK_RUN_DIR`` into every worker's environment. ``LiveCurves()`` (no ``log_path``)
 looks for it: on rank 0 it appends its records to the run's ``metrics.jsonl``, which the notebook follows;

@@ -60,12 +60,105 @@ def _groups_lines(plan: Any, lr: Any) -> list[str]:
     return lines
 
 
+STYLES = ("model", "functional")
+DEFAULT_OPTIMIZER = "nn.Momentum(params, learning_rate=0.01, momentum=0.9)"
+DEFAULT_LOSS = 'nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")'
+
+
+def functional_loop_lines(net: str, loss: str, epochs: int, jit: bool = True, reducer: bool = False,
+                          curves: str = "LiveCurves(epochs=EPOCHS)", checkpoints: bool = False) -> list[str]:
+    """MindSpore 2.x's own training loop (its quick start and transfer-learning tutorial): ``value_and_grad``
+    over the optimizer's parameters, a ``train_step``, and the epochs logged with ``LiveCurves``.
+
+    Expects ``optimizer``, ``train_dataset`` and ``eval_dataset`` (or None) to be defined. ``reducer`` adds
+    ``nn.DistributedGradReducer`` (data parallel); ``checkpoints`` saves last/best after each epoch."""
+    lines = [
+        "# 5. MindSpore 2.x's training loop: gradients of the optimizer's (trainable) parameters only.",
+        f"loss_fn = {loss}",
+        f"EPOCHS = {int(epochs)}",
+        "",
+        "",
+        "def forward_fn(data, label):",
+        f"    logits = {net}(data)",
+        "    return loss_fn(logits, label), logits",
+        "",
+        "",
+        "grad_fn = ms.value_and_grad(forward_fn, None, optimizer.parameters, has_aux=True)",
+    ]
+    if reducer:
+        lines += [
+            "# average the gradients over the ranks (mean and degree come from the parallel context)",
+            "grad_reducer = nn.DistributedGradReducer(optimizer.parameters)",
+        ]
+    lines += ["", ""]
+    if jit:
+        lines.append("@ms.jit")
+    lines += [
+        "def train_step(data, label):",
+        "    (loss, _), grads = grad_fn(data, label)",
+    ]
+    if reducer:
+        lines.append("    grads = grad_reducer(grads)")
+    lines += [
+        "    optimizer(grads)",
+        "    return loss",
+        "",
+        "",
+        "def evaluate(dataset):",
+        '    """Mean loss and accuracy over a dataset (the tutorials\' test loop)."""',
+        f"    {net}.set_train(False)",
+        "    batches, loss_sum, correct, total = 0, 0.0, 0, 0",
+        "    for data, label in dataset.create_tuple_iterator():",
+        f"        logits = {net}(data)",
+        "        loss_sum += float(loss_fn(logits, label).asnumpy())",
+        "        correct += int((logits.argmax(1) == label).asnumpy().sum())",
+        "        batches, total = batches + 1, total + label.shape[0]",
+        f"    {net}.set_train(True)",
+        '    return {"eval_loss": loss_sum / max(batches, 1), "accuracy": correct / max(total, 1)}',
+        "",
+        "",
+        "# LiveCurves draws the curves live; its Stop button (or the kernel's interrupt) ends the loop after",
+        "# the current step, and the history and figure are kept.",
+        f"with {curves} as curves:",
+        "    for epoch in range(EPOCHS):",
+        f"        {net}.set_train()",
+        "        for data, label in curves.steps(train_dataset.create_tuple_iterator()):",
+        "            curves.log(loss=train_step(data, label))",
+        "        if curves.stop_requested:",
+        "            break",
+        "        curves.log_epoch(**(evaluate(eval_dataset) if eval_dataset is not None else {}))",
+    ]
+    if checkpoints:
+        lines.append(f"        curves.save_checkpoint({net})  # last.ckpt; best.ckpt when accuracy improved")
+    return lines
+
+
+def _demo_data_lines(plan: Any, batch_size: int = 16) -> list[str] | None:
+    """The demo's digits datasets, when the plan's network is the demo's DigitsNet."""
+    from ms_notebook.demo.network import DigitsNet
+
+    tasks = {5: "transfer", 10: "pretrain"}
+    if type(plan.net) is not DigitsNet or plan.net.num_classes not in tasks:
+        return None
+    return [
+        "from ms_notebook import demo",
+        "",
+        f"train_factory, eval_factory = demo.datasets({tasks[plan.net.num_classes]!r}, "
+        f"batch_size={batch_size})",
+        "train_dataset, eval_dataset = train_factory(), eval_factory()",
+    ]
+
+
 def render(
     plan: Any,
     net_name: str = "net",
     checkpoint: str | None = None,
     optimizer: str | None = None,
     lr: Any = None,
+    style: str = "model",
+    epochs: int = 3,
+    loss: str | None = None,
+    jit: bool = True,
 ) -> str:
     """The code: load by exact name, requires_grad loop, BN statistics, optimizer over trainable params.
 
@@ -74,7 +167,15 @@ def render(
     ``"nn.Momentum(params, learning_rate=0.01, momentum=0.9)"`` (without it, the optimizer part is a comment);
     ``lr`` (a number or ``slice(lo, hi)``) makes ``params`` parameter groups with one rate per block, as
     ``apply(lr=...)`` does. A prefix map and a ``.safetensors`` source are written out too.
+
+    ``style="functional"`` goes on with MindSpore 2.x's own loop (``value_and_grad``, ``train_step``, the
+    epochs logged with ``LiveCurves``; ``loss`` and ``epochs`` set it up, ``jit`` compiles the step): the
+    code then expects ``train_dataset`` and ``eval_dataset`` (filled in for the demo's network).
     """
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    if style == "functional" and optimizer is None:
+        optimizer = DEFAULT_OPTIMIZER
     from ms_notebook.demo.pretrained import DEMO_EXPRESSION, DEMO_IMPORT, code_expression
 
     net = net_name
@@ -128,7 +229,7 @@ def render(
         "",
     ]
     keep = [n for n in plan.reloaded if n in set(plan.trainable)]
-    opt_expr = optimizer or "nn.Momentum(params, learning_rate=0.01, momentum=0.9)"
+    opt_expr = optimizer or DEFAULT_OPTIMIZER
     lines.append(
         "# 4. The optimizer over the trainable parameters only, then its saved state (moments, step) for the"
     )
@@ -168,4 +269,13 @@ def render(
     else:
         lines.append("# (pass optimizer='nn.Adam(params, 1e-3)' to to_code() to write this part out)")
         lines += ["# " + line if line else "#" for line in body]
+    if style == "functional":
+        lines.append("")
+        data = _demo_data_lines(plan)
+        if data is None:
+            lines.append("# train_dataset and eval_dataset: your MindSpore datasets of (data, label) batches")
+        else:
+            lines += data
+        lines += ["from ms_notebook import LiveCurves", ""]
+        lines += functional_loop_lines(net, loss or DEFAULT_LOSS, epochs, jit=jit)
     return "\n".join(lines) + "\n"

@@ -389,11 +389,16 @@ class TransferPlan:
         checkpoint: str | None = None,
         optimizer: str | None = None,
         lr: float | slice | None = None,
+        style: str = "model",
+        epochs: int = 3,
+        loss: str | None = None,
     ) -> str:
-        """Plain MindSpore code doing what ``apply()`` does (see ``ms_notebook.transfer.codegen``)."""
+        """Plain MindSpore code doing what ``apply()`` does (see ``ms_notebook.transfer.codegen``);
+        ``style="functional"`` goes on with MindSpore 2.x's ``value_and_grad``/``train_step`` loop."""
         from ms_notebook.transfer.codegen import render
 
-        return render(self, net_name=net_name, checkpoint=checkpoint, optimizer=optimizer, lr=lr)
+        return render(self, net_name=net_name, checkpoint=checkpoint, optimizer=optimizer, lr=lr, style=style,
+                      epochs=epochs, loss=loss)
 
     def to_script(self, path: Any, **options: Any) -> Any:
         """Write a complete data-parallel training script doing this plan (see ``transfer/script.py``)."""

@@ -8,7 +8,10 @@ The script is plain MindSpore plus ``LiveCurves`` (so the notebook can watch and
   optimizer over the trainable parameters and its reloaded state);
 - each rank's shard of the training data (``num_shards=group_size, shard_id=rank``);
 - ``Model.fit``/``Model.train`` with ``LiveCurves()`` and a ``ModelCheckpoint`` under
-  ``$MS_NOTEBOOK_RUN_DIR/rank_<rank>/``.
+  ``$MS_NOTEBOOK_RUN_DIR/rank_<rank>/`` (``style="model"``), or MindSpore 2.x's own loop
+  (``style="functional"``):
+  ``value_and_grad``, ``nn.DistributedGradReducer``, a ``train_step``, the epochs logged with
+  ``LiveCurves.steps``/``log`` and ``last``/``best`` saved per rank with ``LiveCurves.save_checkpoint``.
 
 The network and data have to be written as code. For the demo's ``DigitsNet`` both are known; for any other
 network pass ``network=`` (code that sets ``net``) and ``dataset=`` (code that sets ``train_dataset``, and
@@ -23,8 +26,8 @@ from typing import Any
 
 from ms_notebook.atomic import write_text
 
-DEFAULT_OPTIMIZER = "nn.Momentum(params, learning_rate=0.01, momentum=0.9)"
-DEFAULT_LOSS = 'nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")'
+from .codegen import DEFAULT_LOSS, DEFAULT_OPTIMIZER, STYLES, functional_loop_lines
+
 DEMO_TASKS = {5: "transfer", 10: "pretrain"}
 
 
@@ -60,6 +63,39 @@ def _plan_code(plan: Any, checkpoint: str, optimizer: str) -> str:
     return "\n".join(lines)
 
 
+def _model_train(loss: str | None, keep_checkpoints: int) -> list[str]:
+    """``Model.fit``/``Model.train`` with LiveCurves and a ModelCheckpoint per rank."""
+    return [
+        "# == Train. LiveCurves writes rank 0's curves for the notebook and honours its Stop button.",
+        f"loss_fn = {loss or DEFAULT_LOSS}",
+        'model = Model(net, loss_fn, optimizer, metrics={"accuracy", "loss"} if eval_dataset is not None '
+        "else None)",
+        "saving = CheckpointConfig(save_checkpoint_steps=train_dataset.get_dataset_size(), "
+        f"keep_checkpoint_max={keep_checkpoints})",
+        "steps = train_dataset.get_dataset_size()",
+        'print(f"rank {rank} of {group_size}: {args.epochs} epochs of {steps} steps", flush=True)',
+        'callbacks = [LiveCurves(label=f"rank {rank}"),',
+        '             ModelCheckpoint(prefix="net", directory=rank_dir, config=saving)]',
+        "if eval_dataset is not None:",
+        "    model.fit(args.epochs, train_dataset, valid_dataset=eval_dataset, callbacks=callbacks,",
+        "              dataset_sink_mode=False)",
+        "else:",
+        "    model.train(args.epochs, train_dataset, callbacks=callbacks, dataset_sink_mode=False)",
+    ]
+
+
+def _functional_train(loss: str | None, epochs: int, mode: str) -> list[str]:
+    """MindSpore 2.x's loop with averaged gradients; LiveCurves logs it, honours Stop and saves per rank."""
+    lines = functional_loop_lines(
+        "net", loss or DEFAULT_LOSS, epochs, jit=mode == "graph", reducer=True,
+        curves='LiveCurves(label=f"rank {rank}", epochs=args.epochs, net=net)', checkpoints=True,
+    )
+    lines = [line.replace(f"EPOCHS = {int(epochs)}", "EPOCHS = args.epochs") for line in lines]
+    return ["# == Train. LiveCurves writes rank 0's curves for the notebook and honours its Stop button",
+            "#    (every rank stops after the same step and saves rank_<r>/last.ckpt).",
+            *lines[1:]]
+
+
 def render_script(
     plan: Any,
     *,
@@ -74,8 +110,11 @@ def render_script(
     mode: str = "graph",
     seed: int = 1,
     keep_checkpoints: int = 2,
+    style: str = "model",
 ) -> str:
     """The script's text (see the module docstring; ``write_script`` writes it)."""
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     if mode not in ("graph", "pynative"):
         raise ValueError(f"mode must be 'graph' or 'pynative', got {mode!r}")
     if not isinstance(epochs, int) or epochs < 1:
@@ -147,21 +186,8 @@ def render_script(
         "eval_dataset = None",
         dataset,
         "",
-        "# == Train. LiveCurves writes rank 0's curves for the notebook and honours its Stop button.",
-        f"loss_fn = {loss or DEFAULT_LOSS}",
-        'model = Model(net, loss_fn, optimizer, metrics={"accuracy", "loss"} if eval_dataset is not None '
-        "else None)",
-        "saving = CheckpointConfig(save_checkpoint_steps=train_dataset.get_dataset_size(), "
-        f"keep_checkpoint_max={keep_checkpoints})",
-        "steps = train_dataset.get_dataset_size()",
-        'print(f"rank {rank} of {group_size}: {args.epochs} epochs of {steps} steps", flush=True)',
-        'callbacks = [LiveCurves(label=f"rank {rank}"),',
-        '             ModelCheckpoint(prefix="net", directory=rank_dir, config=saving)]',
-        "if eval_dataset is not None:",
-        "    model.fit(args.epochs, train_dataset, valid_dataset=eval_dataset, callbacks=callbacks,",
-        "              dataset_sink_mode=False)",
-        "else:",
-        "    model.train(args.epochs, train_dataset, callbacks=callbacks, dataset_sink_mode=False)",
+        *(_functional_train(loss, epochs, mode) if style == "functional" else
+          _model_train(loss, keep_checkpoints)),
         'print(f"rank {rank}: done", flush=True)',
         "",
     ])

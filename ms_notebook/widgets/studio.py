@@ -87,6 +87,8 @@ class Studio(StaticRendering, W.Tab):
         *,
         loss_fn: Any = None,
         optimizer: Any = None,
+        make_train_step: Any = None,
+        eval_step: Any = None,
         optimizer_code: str | None = None,
         epochs: int = 3,
         mode: str = "graph",
@@ -108,6 +110,8 @@ class Studio(StaticRendering, W.Tab):
         # Drawn inside the Run tab: the Dashboard embeds the curves' live chart and enables it.
         self.curves = LiveCurves(label="run 1", display=False)
         self.runner: Any = None
+        # your own MindSpore 2.x step, built for each optimizer Apply makes: make_train_step(optimizer)
+        self.make_train_step, self.eval_step = make_train_step, eval_step
         self.dashboard: Any = None
         self.runs = 0
 
@@ -158,6 +162,7 @@ class Studio(StaticRendering, W.Tab):
             mode=self.mode, curves=self.curves, run_dir=self.run_dir,
             source_checkpoint=self.checkpoint if isinstance(self.checkpoint, str) else None,
             plan=self.plan, optimizer_factory=self.transfer.optimizer_factory, class_names=self.class_names,
+            make_train_step=self.make_train_step, eval_step=self.eval_step,
         )
         self.runner.add_listener(self._on_runner_event)
         from ms_notebook.widgets.dashboard import Dashboard
