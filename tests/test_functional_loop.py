@@ -1,6 +1,6 @@
-"""MindSpore 2.x's own training loop (value_and_grad + train_step) with LiveCurves: what is logged is what is kept
-(history and strict JSON lines), progress counts itself, Stop from a thread, the kernel's interrupt and a
-non-finite loss all end the loop cleanly at a step boundary, and checkpoints are written as Runner writes them."""
+"""MindSpore 2.x's own training loop (value_and_grad + train_step) with LiveCurves: what is logged is what is
+kept (history and strict JSON lines), progress counts itself, Stop from a thread, the kernel's interrupt and a
+non-finite loss all end the loop cleanly at a step boundary, and checkpoints are written as Runner does."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def strict_json(path) -> list[dict]:
 
 
 def test_logged_steps_and_epochs_are_the_history_and_the_file(tmp_path):
-    net, train_step = functional()
+    _net, train_step = functional()
     data = digits(0, 192)  # 6 batches
     logged = []
     with LiveCurves(log_path=tmp_path / "m.jsonl", display=False, epochs=2) as curves:
@@ -114,7 +114,7 @@ def test_a_non_finite_loss_stops_the_loop_after_that_step_and_no_best_checkpoint
 
 
 def test_stop_from_another_thread_ends_steps_at_a_boundary():
-    net, train_step = functional()
+    _net, train_step = functional()
     data = digits(0, 1600)  # 50 batches
     curves = LiveCurves(display=False)
     done = []
@@ -130,7 +130,7 @@ def test_stop_from_another_thread_ends_steps_at_a_boundary():
 
 
 def test_the_kernels_interrupt_during_steps_is_a_stop_and_a_second_one_aborts():
-    net, train_step = functional()
+    _net, train_step = functional()
     data = digits(0, 1600)
     with LiveCurves(display=False) as curves:
         for i, (image, label) in enumerate(curves.steps(data().create_tuple_iterator())):
@@ -178,7 +178,7 @@ def test_save_checkpoint_writes_last_and_best_atomically_by_the_metric(tmp_path)
     last, best = open_checkpoint(tmp_path / "last.ckpt"), open_checkpoint(tmp_path / "best.ckpt")
     assert float(best["accuracy"]) == pytest.approx(0.7) and int(best["epoch"]) == 2
     assert float(last["accuracy"]) == pytest.approx(0.6) and int(last["epoch"]) == 3
-    weight = next(name for name in last.keys() if name.endswith("weight"))
+    weight = next(name for name in last if name.endswith("weight"))
     assert np.array_equal(last[weight], dict(net.parameters_and_names())[weight].asnumpy())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
     assert math.isfinite(float(last["step"]))

@@ -1,6 +1,6 @@
-"""Runner (and the Dashboard on it) running your own MindSpore 2.x train_step instead of Model.train: evaluate,
-fit with run checkpoints, Stop, find_lr restoring everything, fine_tune rebuilding the step over the parameters it
-unfreezes, in GRAPH with @jit and in PYNATIVE."""
+"""Runner (and the Dashboard on it) running your own MindSpore 2.x train_step instead of Model.train:
+evaluate, fit with run checkpoints, Stop, find_lr restoring everything, fine_tune rebuilding the step over the
+parameters it unfreezes, in GRAPH with @jit and in PYNATIVE."""
 
 from __future__ import annotations
 
