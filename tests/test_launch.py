@@ -127,11 +127,13 @@ def test_a_plans_script_trains_data_parallel_to_the_end(pretrained, tmp_path):
     assert "finished" in page and "data:image/png;base64," in page and "rank 1: 0" in page
 
 
-def test_stop_ends_every_rank_after_one_common_step_with_its_last_checkpoint(pretrained, tmp_path):
+@pytest.mark.parametrize("style", ["model", "functional"])
+def test_stop_ends_every_rank_after_one_common_step_with_its_last_checkpoint(style, pretrained, tmp_path):
+    """Model.train scripts and MindSpore 2.x's own loop (value_and_grad + DistributedGradReducer) alike."""
     from ms_notebook.widgets.distributed_run import DistributedRunView
 
     plan = TransferPlan(DigitsNet(5, seed=1), pretrained).freeze_backbone()
-    script = plan.to_script(tmp_path / "train.py", epochs=5000)
+    script = plan.to_script(tmp_path / "train.py", epochs=5000, style=style)
     run = launch(script, workers=2, run_dir=tmp_path / "run")
     view = DistributedRunView(run)
     wait_for_step(run, 12)

@@ -238,3 +238,55 @@ def test_a_second_plan_on_the_same_network_undoes_the_first_plans_freeze(momentu
     assert net.block1.conv.weight.requires_grad
     assert net.block1.bn.use_batch_statistics is None  # the BatchNorm default again
     assert not net.block1.bn.moving_mean.requires_grad  # moving statistics never become trainable
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lr", [None, slice(0.001, 0.02)], ids=["one_rate", "discriminative_rates"])
+def test_functional_code_runs_as_written_and_trains_as_apply_and_the_same_loop(lr, momentum_ckpt, tmp_path):
+    """to_code(style="functional"): MindSpore 2.x's value_and_grad loop, run from a file as a user would, ends
+    with the same frozen and trained parameters as apply() followed by the tutorial's own step and loop."""
+    import runpy
+
+    import mindspore.dataset as ds
+
+    from ms_notebook.runs.curves import LiveCurves
+    from ms_notebook.runs.loop import build_train_step
+    from tests.transfer_support import digits as small_digits
+
+    def datasets():
+        x, y = small_digits(32 * 4, 5, seed=1)
+        return ds.NumpySlicesDataset({"image": x, "label": y}, shuffle=False).batch(32)
+
+    opt_code = "nn.Momentum(params, learning_rate=0.05, momentum=0.9)"
+    ms.set_seed(7)
+    applied = SmallNet(5)
+    ms.set_seed(7)
+    fresh = SmallNet(5)
+    start = values(applied)
+    code = TransferPlan(SmallNet(5), momentum_ckpt).freeze_backbone().to_code(
+        optimizer=opt_code, style="functional", epochs=2, lr=lr)
+    assert "value_and_grad" in code and "requires_grad = False" in code and "curves.log(" in code
+    script = tmp_path / "lesson.py"
+    script.write_text(code)
+    namespace = runpy.run_path(str(script), init_globals={
+        "net": fresh, "train_dataset": datasets(), "eval_dataset": datasets()})
+    assert len(namespace["curves"].history) == 8 and len(namespace["curves"].epochs) == 2
+
+    report = TransferPlan(applied, momentum_ckpt).freeze_backbone().apply(
+        optimizer=lambda params: eval(opt_code, {"nn": nn, "params": params}), lr=lr)
+    train_step = build_train_step(applied, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"),
+                                  report.optimizer)
+    with LiveCurves(display=False) as curves:
+        for _ in range(2):
+            applied.set_train()
+            for image, label in curves.steps(datasets().create_tuple_iterator()):
+                curves.log(loss=train_step(image, label))
+    got, want = values(fresh), values(applied)
+    frozen = {p.name for p in applied.get_parameters() if not p.requires_grad}
+    assert frozen and {p.name for p in fresh.get_parameters() if not p.requires_grad} == frozen
+    checkpoint = open_checkpoint(momentum_ckpt)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
+        if name in frozen and name in checkpoint:
+            np.testing.assert_array_equal(got[name], checkpoint[name], err_msg=name)  # frozen: as loaded
+    assert any(not np.array_equal(start[n], want[n]) for n in want if n not in frozen)

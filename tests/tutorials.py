@@ -17,7 +17,7 @@ import nbformat
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ["01_explore_checkpoint.ipynb", "02_transfer_learning.ipynb", "03_classroom_studio.ipynb",
-         "04_distributed.ipynb"]
+         "04_distributed.ipynb", "05_your_own_loop.ipynb"]
 
 
 @dataclass

@@ -14,6 +14,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import threading
 import time
 import uuid
@@ -39,6 +40,18 @@ def _in_kernel() -> bool:
         return False
     shell = get_ipython()
     return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _kernel_id() -> str:
+    """This kernel's id (from its connection file's name), or "" outside a Jupyter kernel."""
+    try:
+        from ipykernel.connect import get_connection_file
+
+        name = Path(get_connection_file()).name
+    except Exception:
+        return ""
+    match = re.fullmatch(r"kernel-([0-9A-Za-z-]+)\.json", name)
+    return match.group(1) if match else ""
 
 
 def _as_history(item: Any, label: str | None) -> History:
@@ -87,8 +100,6 @@ class CurveView:
         self.last_png: bytes | None = None
         self.push_count = 0
         self.draw_count = 0
-        self._ui_context: Any = None
-        self._ui_poll: Any = None  # the jupyter-ui-poll function while a foreground run shows its chart
 
     def widget(self):
         """The live chart (a ``LiveChart`` anywidget), created on first use."""
@@ -117,33 +128,10 @@ class CurveView:
         chart.fraction = float(curves.progress_obj.snapshot().get("fraction") or 0.0)
         chart.stoppable = bool(curves.stop_button and not self.embedded and curves._training)
         chart.notice = curves.notice or ""
-
-    def poll_ui(self) -> None:
-        """Process pending front-end events (a Stop click) while a foreground loop keeps the kernel busy.
-
-        Only on the kernel's main thread, only while the live chart is shown; ``jupyter-ui-poll`` replays any
-        cell execution requested meanwhile after the running cell ends."""
-        foreground = threading.current_thread() is threading.main_thread()
-        if self.chart is None or not foreground or not _in_kernel():
-            return
-        if self._ui_poll is None:
-            try:
-                from jupyter_ui_poll import ui_events
-
-                self._ui_context = ui_events()
-                self._ui_poll = self._ui_context.__enter__()
-            except Exception:  # not an ipykernel this package knows: Stop from a thread still works
-                self._ui_context, self._ui_poll = None, False
-                return
-        if self._ui_poll:
-            with contextlib.suppress(Exception):
-                self._ui_poll(16)
-
-    def _end_ui_poll(self) -> None:
-        if self._ui_context is not None:
-            with contextlib.suppress(Exception):
-                self._ui_context.__exit__(None, None, None)
-        self._ui_context, self._ui_poll = None, None
+        # A loop running in the foreground cell keeps the kernel busy: comm messages (the button's own) wait
+        # until the cell ends. Its Stop then asks the server to interrupt this kernel, which steps() turns
+        # into a Stop at the next step boundary; the id is offered only while such a loop runs.
+        chart.interrupt_kernel = _kernel_id() if curves._foreground_steps and curves._training else ""
 
     def _on_style(self, change: dict[str, Any]) -> None:
         setattr(self.curves, change["name"], change["new"])
@@ -211,7 +199,6 @@ class CurveView:
         """The run ended: final numbers to the chart; outside a Dashboard a PNG replaces the live view."""
         if not self.enabled:
             return
-        self._end_ui_poll()
         if self.chart is not None:
             self.update(force=True)
             self.chart.live = False
@@ -281,9 +268,6 @@ class LiveCurves(Recorder, Callback):
 
     def _view_finish(self) -> None:
         self.view.finish()
-
-    def _poll_ui(self) -> None:
-        self.view.poll_ui()
 
     # -- overlays and style ----------------------------------------------------------------------------
     def add_overlay(self, run: Any, label: str | None = None) -> None:
@@ -367,7 +351,6 @@ class LiveCurves(Recorder, Callback):
                                       self._step_offset + int(cb_params.cur_step_num), self._lr)
         if must_stop or self._stop.is_set():
             run_context.request_stop()
-        self._maybe_poll()
 
     def on_train_epoch_end(self, run_context: Any) -> None:
         cb_params = run_context.original_args()

@@ -130,9 +130,9 @@ class Recorder:
         self._step = 0
         self._logged = False
         self._steps_per_epoch = 0
-        self._next_poll = 0.0
         self._functional_run = False  # the run was begun by log()/steps(): a `with` block ends it
         self._rearm: Any = _no_rearm  # puts the loop's SIGINT handler back after MindSpore ran a step
+        self._foreground_steps = False  # steps() runs on the main thread: an interrupt is a Stop there
 
     # -- readers -------------------------------------------------------------------------------------
     @property
@@ -182,9 +182,6 @@ class Recorder:
 
     def _view_finish(self) -> None:
         """The run ended (its status is ``state``)."""
-
-    def _poll_ui(self) -> None:
-        """Let pending front-end events (a Stop click) in while a foreground loop keeps the kernel busy."""
 
     # -- the core every adapter feeds -----------------------------------------------------------------
     def _emit(self, record: dict[str, Any]) -> None:
@@ -366,7 +363,6 @@ class Recorder:
         self._logged = True
         self._rearm()
         self._record_step(number, self._epoch, step_number, None if lr is None else scalar(lr), extra)
-        self._maybe_poll()
 
     def log_epoch(self, **metrics: Any) -> None:
         """Record the metrics of the epoch that just ended (``eval_loss``, ``accuracy``, anything numeric).
@@ -407,6 +403,7 @@ class Recorder:
     def _iterate(self, iterator: Iterator[Any]) -> Iterator[Any]:
         with _interrupt_as_stop(self) as rearm:
             self._rearm = rearm
+            self._foreground_steps = rearm is not _no_rearm
             first = True
             while True:
                 rearm()
@@ -430,13 +427,6 @@ class Recorder:
             if self._handshake is not None and self._handshake.after_step(self._step):
                 self._request_stop("stopped from the notebook: every rank ended after the same step")
             self._view_update()
-        self._maybe_poll()
-
-    def _maybe_poll(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_poll:
-            self._next_poll = now + 0.2
-            self._poll_ui()
 
     def finish(self, status: str | None = None) -> None:
         """End the run: "end" record, file closed, final figure. In a ``launch`` job this rank's ``last.ckpt``
@@ -464,7 +454,7 @@ class Recorder:
             return False
         self._functional_run = False
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
-            self._request_stop("interrupted (kernel interrupt)")
+            self._request_stop(INTERRUPTED)
             self.finish(STOPPED)
             print(f"LiveCurves: interrupted after step {self._step}; the history so far is kept.",
                   file=sys.stderr, flush=True)
@@ -528,52 +518,62 @@ def _number(value: Any) -> Any:
         return value
 
 
+INTERRUPTED = "interrupted (kernel interrupt)"
+
+
 @contextlib.contextmanager
 def _interrupt_as_stop(recorder: Recorder):
-    """While a foreground ``steps()`` loop runs on the main thread, the first SIGINT (the kernel's ■) asks for
-    Stop; the second raises ``KeyboardInterrupt``. Elsewhere (a thread, no handler) nothing changes.
+    """While a foreground ``steps()`` loop runs on the main thread, the first interrupt (the kernel's ■, or
+    the chart's Stop, which asks the server for one) asks for Stop; the second raises ``KeyboardInterrupt``.
+    Elsewhere (a thread, no handler) nothing changes.
 
-    Yields ``rearm``, called at every step boundary: MindSpore's runtime puts a SIGINT handler of its own in
-    place while it runs a step (without it, ■ during a compiled step ends the process), so the loop's handler
-    is set again between steps (one system call)."""
-    def nothing() -> None:
-        return None
-
+    MindSpore's runtime puts a SIGINT handler of its own in place when it runs a step, which turns the
+    interrupt into SIGTERM for the whole process (the kernel would die). So the loop's handler is set again
+    at every step boundary and after every ``log`` (``rearm``, two system calls), and outside a ``launch``
+    job a SIGTERM that arrives while the loop runs is read as that same interrupt. Yields ``rearm``."""
     if threading.current_thread() is not threading.main_thread():
-        yield nothing
+        yield _no_rearm
         return
+    signals = [signal.SIGINT] if recorder._handshake is not None else [signal.SIGINT, signal.SIGTERM]
     try:
-        previous = signal.getsignal(signal.SIGINT)
+        previous = {signum: signal.getsignal(signum) for signum in signals}
     except (ValueError, TypeError):
-        yield nothing
+        yield _no_rearm
         return
-    if previous is None:
-        yield nothing
+    if any(handler is None for handler in previous.values()):
+        yield _no_rearm
         return
     aborted = False
 
+    def restore() -> None:
+        for signum, handler in previous.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signum, handler)
+
     def on_interrupt(signum: int, frame: Any) -> None:
         nonlocal aborted
-        if recorder._stop.is_set() and recorder.stop_reason == "interrupted (kernel interrupt)":
+        if recorder._stop.is_set() and recorder.stop_reason == INTERRUPTED:
             aborted = True
-            signal.signal(signal.SIGINT, previous)
+            restore()
             raise KeyboardInterrupt
-        recorder._request_stop("interrupted (kernel interrupt)")
+        recorder._request_stop(INTERRUPTED)
         print("LiveCurves: interrupted: stopping after this step (interrupt again to abort at once)",
               file=sys.stderr, flush=True)
 
     def rearm() -> None:
         if not aborted:
-            signal.signal(signal.SIGINT, on_interrupt)
+            for signum in signals:
+                signal.signal(signum, on_interrupt)
 
     try:
         rearm()
     except ValueError:  # not the main thread of the main interpreter
-        yield nothing
+        yield _no_rearm
         return
     try:
         yield rearm
     finally:
         recorder._rearm = _no_rearm
-        with contextlib.suppress(ValueError, TypeError):
-            signal.signal(signal.SIGINT, previous)
+        recorder._foreground_steps = False
+        if not aborted:
+            restore()

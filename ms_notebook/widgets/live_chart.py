@@ -15,8 +15,11 @@ Python -> view (synced traitlets)
   ``progress``     one line of progress ("epoch 2/5 · step 40/100 · 14 steps/s · ETA 4 s"); ``fraction`` 0–1
   ``stoppable``    show a Stop button (a standalone loop's chart; a Dashboard has its own); ``notice``: a
                    sentence the run wants said (a non-finite loss)
+  ``interrupt_kernel`` this kernel's id while a loop runs in the foreground cell (``steps()``), else ""
 view -> Python
-  a ``{"event": "stop"}`` message when Stop is pressed (``LiveCurves.stop()``)
+  a ``{"event": "stop"}`` message when Stop is pressed (``LiveCurves.stop()``); with ``interrupt_kernel``
+  also the Jupyter server's interrupt for that kernel, which ``steps()`` turns into a Stop (a busy kernel
+  reads comm messages only after the cell)
 view <-> Python
   ``smoothing``    EMA factor in [0, 0.95] for the step loss (bias-corrected); ``log_y``: log loss axis.
                    The view's slider and checkbox set them; ``LiveCurves`` observes them for its final PNG.
@@ -87,6 +90,7 @@ class LiveChart(anywidget.AnyWidget):
     fraction = traitlets.Float(0.0).tag(sync=True)
     stoppable = traitlets.Bool(False).tag(sync=True)
     notice = traitlets.Unicode("").tag(sync=True)
+    interrupt_kernel = traitlets.Unicode("").tag(sync=True)
 
     @traitlets.validate("smoothing")
     def _valid_smoothing(self, proposal: dict[str, Any]) -> float:

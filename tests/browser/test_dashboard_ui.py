@@ -104,7 +104,7 @@ def test_fine_tune_updates_progress_and_curves_and_stop_ends_it(page, lab):
     grown = wait_for(lambda: (d := line.first.get_attribute("d")) and len(d) > len(first_line) and d,
                      60, "the loss line to grow")
     assert grown.count("L") > first_line.count("L")
-    assert "digits · live" in chart.locator(".ms-live-chart-status").inner_text()
+    assert "digits · running" in chart.locator(".ms-live-chart-status").inner_text()
     screenshot(page, "dashboard_training")
 
     stop.click()
@@ -115,7 +115,7 @@ def test_fine_tune_updates_progress_and_curves_and_stop_ends_it(page, lab):
     time.sleep(1.0)
     assert progress_step(_status(output)) == stopped_at  # nothing runs after Stop
     chart_status = chart.locator(".ms-live-chart-status")
-    wait_for(lambda: "finished" in chart_status.inner_text(), 30, "the chart to end")
+    wait_for(lambda: "stopped" in chart_status.inner_text(), 30, "the chart to end")
     # the chart's own controls reach the kernel: log scale and smoothing
     chart.locator("input.ms-live-chart-log").check()
     slider = chart.locator("input.ms-live-chart-smoothing")

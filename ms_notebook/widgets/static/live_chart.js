@@ -90,6 +90,24 @@ function format(value) {
   return String(+value.toPrecision(4));
 }
 
+/** Ask the Jupyter server to interrupt a kernel (what JupyterLab's ■ does): the only message a kernel busy with a
+ *  foreground cell reads at once. The kernel's loop turns it into a Stop at the next step boundary. */
+function interruptKernel(kernelId) {
+  try {
+    const node = document.getElementById("jupyter-config-data");
+    const config = node ? JSON.parse(node.textContent) : {};
+    const base = (config.baseUrl || "/").replace(/\/?$/, "/");
+    const headers = {};
+    const xsrf = document.cookie.match(/(?:^|; )_xsrf=([^;]*)/);
+    if (xsrf) headers["X-XSRFToken"] = decodeURIComponent(xsrf[1]);
+    if (config.token) headers.Authorization = `token ${config.token}`;
+    fetch(`${base}api/kernels/${encodeURIComponent(kernelId)}/interrupt`,
+      { method: "POST", headers, credentials: "same-origin" }).catch(() => {});
+  } catch (error) {
+    // not in a Jupyter page (an export, VS Code): the comm message alone reaches an idle kernel
+  }
+}
+
 function el(tag, attrs = {}, parent = null) {
   const node = document.createElementNS(SVG_NS, tag);
   for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
@@ -260,6 +278,8 @@ function render({ model, el: root }) {
     stop.disabled = true;
     stop.textContent = "stopping…";
     model.send({ event: "stop" });
+    const kernel = model.get("interrupt_kernel");
+    if (kernel) interruptKernel(kernel);
   });
   runLine.append(meter, progressText, stop);
   const notice = document.createElement("div");
