@@ -22,10 +22,10 @@ from ..formats import ckpt as ckpt_format
 from ..formats import safetensors as st_format
 from .layout import LayoutError, full_shape, rank_boxes
 from .model import Holder, RankFile, SetInfo, Slice, format_box, sub_spans
-from .strategy import Layout, Strategy, merge_strategies, read_strategy
+from .strategy import MAX_DEVICES, Layout, Strategy, merge_strategies, read_strategy
 
 EXTENSIONS = {"ckpt": ".ckpt", "safetensors": ".safetensors"}
-_RANK = re.compile(r"rank_(\d+)$")
+_RANK = re.compile(r"rank_([0-9]+)$")
 
 
 def rank_dirs(folder: str) -> dict[int, str]:
@@ -36,6 +36,8 @@ def rank_dirs(folder: str) -> dict[int, str]:
         path = os.path.join(folder, name)
         if not m or not os.path.isdir(path):
             continue
+        if len(m[1]) > 7 or int(m[1]) >= MAX_DEVICES:
+            raise CheckpointError(folder, f"{name[:40]}: rank numbers go up to {MAX_DEVICES - 1:,}")
         rank = int(m[1])
         if rank in out:
             raise CheckpointError(
@@ -60,7 +62,7 @@ def find_strategy_files(folder: str) -> list[str]:
 
 
 def _numbers(text: str) -> list[int]:
-    return [int(n) for n in re.findall(r"\d+", text)]
+    return [int(n) for n in re.findall(r"[0-9]{1,18}", text)]
 
 
 def _mindspore_pick(paths: list[str], fmt: str) -> tuple[str, str]:
@@ -181,6 +183,9 @@ def _slices_of(
         boxes = rank_boxes(layout, shape)
     except LayoutError as exc:
         raise CheckpointError(origin, f"{name!r}: {exc}") from None
+    except (IndexError, ValueError, ZeroDivisionError, OverflowError) as exc:  # a layout no rule describes
+        problem = f"the layout cannot cut {list(first.shape)} ({exc})"
+        raise CheckpointError(origin, f"{name!r}: {problem}") from None
     dtype = numpy_dtype(first.ms_dtype)
     itemsize = dtype.itemsize if dtype is not None else 1
     by_box: dict[Box, list[Holder]] = {}
@@ -259,6 +264,15 @@ def read_rank_set(
     for rank, raw in indexes.items():
         for e in raw.entries:
             per_name.setdefault(e.name, {})[rank] = (picks[rank].file, e)
+    top = max(dirs)
+    for pname, lay in layouts.items():
+        if (lay.stage + 1) * lay.devices > top + 1:
+            stage = f" in pipeline stage {lay.stage}" if lay.stage else ""
+            raise CheckpointError(
+                origin,
+                f"the strategy cuts {pname!r} over {lay.devices} devices{stage}, but the rank folders go "
+                f"only up to rank_{top}",
+            )
     unknown = [n for n in layouts if n not in per_name]
     if unknown:
         shown = ", ".join(repr(n) for n in unknown[:3]) + (
@@ -352,7 +366,13 @@ def _notes(
 ) -> list[str]:
     ranks = sorted(picks)
     span = f"rank_{ranks[0]}" if len(ranks) == 1 else f"rank_{ranks[0]} … rank_{ranks[-1]}"
-    missing = [r for r in range(ranks[-1] + 1) if r not in picks]
+    missing = []  # the first few rank numbers without a folder (numbers are bounded by MAX_DEVICES)
+    for r in range(ranks[-1] + 1):
+        if r not in picks:
+            missing.append(r)
+            if len(missing) > 8:
+                break
+    absent = ranks[-1] + 1 - len(ranks)
     notes = [
         f"{len(ranks)} ranks ({span}), {EXTENSIONS[fmt]} files, "
         + (
@@ -362,7 +382,8 @@ def _notes(
         )
     ]
     if missing:
-        notes.append("no folder for " + ", ".join(f"rank_{r}" for r in missing))
+        more = f" … ({absent} in all)" if absent > len(missing[:8]) else ""
+        notes.append("no folder for " + ", ".join(f"rank_{r}" for r in missing[:8]) + more)
     several = [p for p in picks.values() if len(p.candidates) > 1 or not p.rule.startswith("MindSpore")]
     if several:
         chosen = sorted({os.path.basename(p.file) for p in several})

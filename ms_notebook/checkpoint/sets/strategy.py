@@ -30,6 +30,11 @@ from ..errors import CheckpointError
 from ..formats.protowire import Malformed, varint
 
 _MAX_STRATEGY_BYTES = 256 << 20
+MAX_DEVICES = 1 << 20  # devices one layout may name (the product of its device matrix)
+MAX_DIMS = 32  # dims of a device matrix, a tensor map or a nested map entry
+_MAX_STAGE_DIGITS = 6
+_LAYOUT_KEYS = frozenset({"dev_matrix", "tensor_map", "param_split_shape", "indices_offset", "field",
+                          "opt_weight_shard_step", "opt_weight_shard_size"})  # fmt: skip
 
 MapDim = int | tuple[int, ...]
 
@@ -192,7 +197,7 @@ def _int_list(value: object, what: str) -> tuple[int, ...]:
 def _parse_json(text: str) -> dict[str, Layout]:
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError also for integers of over 4,300 digits
         raise Malformed(f"not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("parallel_layout_item"), dict):
         raise Malformed("no 'parallel_layout_item' object")
@@ -200,6 +205,9 @@ def _parse_json(text: str) -> dict[str, Layout]:
     for name, item in data["parallel_layout_item"].items():
         if not isinstance(item, dict):
             raise Malformed(f"the layout of {name!r} is not an object")
+        unknown = sorted(set(item) - _LAYOUT_KEYS)
+        if unknown:  # a misspelled key would silently count as 0
+            raise Malformed(f"the layout of {name!r} has unknown keys {', '.join(map(repr, unknown[:5]))}")
         raw_map = item.get("tensor_map")
         if not isinstance(raw_map, list):
             raise Malformed(f"the layout of {name!r} has no tensor_map list")
@@ -238,7 +246,7 @@ def _with_stages(layouts: dict[str, Layout]) -> dict[str, Layout]:
     for raw_name, layout in layouts.items():
         stage, name = 0, raw_name
         head, sep, rest = raw_name.partition("-")
-        if sep and head.isdigit() and rest:
+        if sep and head.isascii() and head.isdigit() and len(head) <= _MAX_STAGE_DIGITS and rest:
             stage, name = int(head), rest
         staged = Layout(
             layout.dev_matrix,
@@ -281,17 +289,52 @@ def read_strategy(path: str | os.PathLike[str]) -> Strategy:
 
 
 def _check(path: str, name: str, layout: Layout) -> None:
-    if any(d <= 0 for d in layout.dev_matrix):
-        raise CheckpointError(path, f"the device matrix of {name!r} is {list(layout.dev_matrix)}")
-    n = len(layout.dev_matrix)
+    """CheckpointError for a layout no real strategy holds; every size is bounded before anything uses it."""
+    dev = layout.dev_matrix
+    if len(dev) > MAX_DIMS or len(layout.tensor_map) > MAX_DIMS:
+        raise CheckpointError(
+            path, f"the layout of {name!r} has {len(dev)} device dims and {len(layout.tensor_map)} "
+            f"tensor dims (at most {MAX_DIMS} each)",
+        )  # fmt: skip
+    if any(d <= 0 for d in dev):
+        raise CheckpointError(path, f"the device matrix of {name!r} is {list(dev)}")
+    devices = 1
+    for d in dev:
+        devices *= d
+        if devices > MAX_DEVICES:
+            shown = list(dev) if len(str(list(dev))) < 200 else f"{str(list(dev))[:200]}..."
+            raise CheckpointError(
+                path, f"the device matrix of {name!r} ({shown}) names more than {MAX_DEVICES:,} devices"
+            )
+    n = len(dev)
     for dim in layout.tensor_map:
+        if isinstance(dim, tuple):
+            if not dim or len(dim) > MAX_DIMS:
+                raise CheckpointError(path, f"the tensor map of {name!r} holds a nested entry {list(dim)}")
+            if len(dim) > 1 and -1 in dim:
+                raise CheckpointError(
+                    path, f"the tensor map of {name!r} mixes -1 (not cut) into the nested entry {list(dim)}"
+                )
         for m in dim if isinstance(dim, tuple) else (dim,):
             if not -1 <= m < n:
                 raise CheckpointError(
                     path,
                     f"the tensor map of {name!r} refers to device dim {m}, but the device matrix "
-                    f"{list(layout.dev_matrix)} has {n}",
+                    f"{list(dev)} has {n}",
                 )
+    lists = (("param_split_shape", layout.split_shape), ("indices_offset", layout.indices_offset))
+    for what, values in lists:
+        if len(values) > MAX_DEVICES or any(v < 0 for v in values):
+            raise CheckpointError(path, f"the {what} of {name!r} is not a list of sizes")
+    if layout.field < 0 or layout.opt_step < 0 or layout.opt_size < -1:
+        raise CheckpointError(
+            path, f"the layout of {name!r} has field {layout.field}, opt_weight_shard_step "
+            f"{layout.opt_step}, opt_weight_shard_size {layout.opt_size}",
+        )  # fmt: skip
+    if layout.opt_size > devices:
+        raise CheckpointError(
+            path, f"the optimizer sharding of {name!r} ({layout.opt_size}) exceeds its {devices} devices"
+        )
 
 
 def merge_strategies(strategies: list[Strategy]) -> Strategy:
