@@ -21,7 +21,7 @@ from collections import Counter
 from ..errors import CheckpointError
 from ..formats import RawEntry, RawIndex
 from ..formats import safetensors as st_format
-from ..formats.window import Stamp
+from ..formats.window import Stamp, read_regular
 from .model import SetInfo
 
 INDEX_SUFFIX = ".safetensors.index.json"
@@ -56,11 +56,7 @@ class _Duplicate(Exception):
 
 def read_weight_map(path: str) -> tuple[dict[str, str], dict[str, str]]:
     """``(weight_map, metadata)`` of an index JSON file; CheckpointError for anything malformed."""
-    size = os.path.getsize(path)
-    if size > _MAX_INDEX_BYTES:
-        raise CheckpointError(path, f"an index of {size} bytes is too large")
-    with open(path, "rb") as f:
-        text = f.read()
+    text = read_regular(path, _MAX_INDEX_BYTES, "an index")
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates)
     except _Duplicate as exc:
@@ -108,7 +104,7 @@ def _read_shards(
     stored: set[str] = set()
     unlisted: list[str] = []
     for shard in shards:
-        if not os.path.isfile(shard):
+        if not os.path.lexists(shard):  # a FIFO or device is refused by the header reader, never opened
             raise CheckpointError(
                 origin, f"shard {os.path.basename(shard)} (listed for {counts[shard]} tensors) is missing"
             )

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from ..errors import CheckpointError
 from ..formats.protowire import Malformed, varint
+from ..formats.window import read_regular
 
 _MAX_STRATEGY_BYTES = 256 << 20
 MAX_DEVICES = 1 << 20  # devices one layout may name (the product of its device matrix)
@@ -267,13 +268,9 @@ def read_strategy(path: str | os.PathLike[str]) -> Strategy:
     """Parse one strategy file, protobuf or JSON (told apart by content); CheckpointError when it is
     not one."""
     path = os.fspath(path)
-    size = os.path.getsize(path)  # FileNotFoundError for a missing file
-    if size == 0:
+    buf = read_regular(path, _MAX_STRATEGY_BYTES, "a strategy file")  # FileNotFoundError for a missing file
+    if not buf:
         raise CheckpointError(path, "the strategy file is empty")
-    if size > _MAX_STRATEGY_BYTES:
-        raise CheckpointError(path, f"a strategy file of {size} bytes is too large to be one")
-    with open(path, "rb") as f:
-        buf = f.read()
     try:
         if buf.lstrip()[:1] == b"{":
             layouts = _parse_json(buf.decode("utf-8", errors="replace"))
