@@ -29,18 +29,18 @@ def _report(fn):
 """
 
 
-def _cap() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
-
-
-def run_bounded(body: str, timeout_s: float = 30, **env: str) -> dict:
-    """Run ``body`` (Python that calls ``_report(lambda: ...)`` once) in a child capped at MEMORY_CAP bytes
-    and ``timeout_s`` seconds; return what ``_report`` printed ({"outcome": "ok" | "CheckpointError" | the
-    exception's type, "message": ...}), or {"outcome": "timeout" | "crash", ...}."""
+def run_bounded(body: str, timeout_s: float = 30, memory: int = MEMORY_CAP, **env: str) -> dict:
+    """Run ``body`` (Python that calls ``_report(lambda: ...)`` once) in a child capped at ``memory`` bytes
+    of address space and ``timeout_s`` seconds; return what ``_report`` printed ({"outcome": "ok" |
+    "CheckpointError" | the exception's type, "message": ...}), or {"outcome": "timeout" | "crash", ...}."""
     environ = {**os.environ, "PYTHONPATH": str(ROOT), "GLOG_v": "3", **env}
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
     try:
         proc = subprocess.run([sys.executable, "-c", _PRELUDE + body], cwd=ROOT, env=environ,
-                              capture_output=True, text=True, timeout=timeout_s, preexec_fn=_cap)
+                              capture_output=True, text=True, timeout=timeout_s, preexec_fn=cap)
     except subprocess.TimeoutExpired:
         return {"outcome": "timeout", "message": f"no answer within {timeout_s} s"}
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
