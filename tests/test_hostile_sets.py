@@ -143,3 +143,14 @@ def test_natural_order_survives_superscript_and_long_digit_runs():
 
     names = ["p10", "p2", "p²", "p" + "9" * 5000, "p٣"]
     assert sorted(names, key=natural_key)[:2] == ["p2", "p10"]
+
+
+def test_a_sliced_parameter_the_strategy_leaves_out_is_an_error_not_rank_0s_slice(tmp_path):
+    from tests.set_support import L, write_rank_set
+
+    w = np.arange(48, dtype=np.float32).reshape(8, 6)
+    v = np.arange(24, dtype=np.float32).reshape(4, 6) + 100
+    lay = L([2], [0, -1])
+    write_rank_set(tmp_path, {"w": w, "v": v}, {"w": lay, "v": lay}, ranks=2, omit=frozenset({"v"}),
+                   extra={"global_step": np.array([7], np.int32)})
+    _refused(_open(tmp_path), "'v' is not in the strategy", "rank_1 holds other values than rank_0")

@@ -20,11 +20,13 @@ from ..errors import CheckpointError
 from ..formats import Box, Piece, RawEntry, RawIndex
 from ..formats import ckpt as ckpt_format
 from ..formats import safetensors as st_format
+from ..formats.window import open_regular
 from .layout import LayoutError, full_shape, rank_boxes
 from .model import Holder, RankFile, SetInfo, Slice, format_box, sub_spans
 from .strategy import MAX_DEVICES, Layout, Strategy, merge_strategies, read_strategy
 
 EXTENSIONS = {"ckpt": ".ckpt", "safetensors": ".safetensors"}
+_SAMPLE = 4096  # bytes compared at each end of a value the strategy leaves out (all of a smaller one)
 _RANK = re.compile(r"rank_([0-9]+)$")
 
 
@@ -285,6 +287,44 @@ def read_rank_set(
     used: dict[str, Layout] = {}
     inferred: dict[str, str] = {}
     replicated: list[str] = []
+    fds: dict[str, int] = {}
+    try:
+        _walk_names(per_name, layouts, strat, origin, folder, fds,
+                    entries, slices, used, inferred, replicated)  # fmt: skip
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+    info = SetInfo(
+        "ranks",
+        slices,
+        strategy=strat.files if strat else (),
+        rank_files=picks,
+        layouts=dict(used),
+        inferred=inferred,
+    )
+    read_from = {h.rank for parts in slices.values() for s in parts for h in s.holders[:1]}
+    info.replica_ranks = [r for r in dirs if r not in read_from]
+    info.notes = _notes(folder, fmt, picks, strat, info, replicated)
+    files = sorted({p.file for p in picks.values()}) + list(strat.files if strat else ())
+    raw = RawIndex(fmt, entries, files=files)
+    return raw, info
+
+
+def _walk_names(
+    per_name: dict[str, dict[int, tuple[str, RawEntry]]],
+    layouts: dict[str, Layout],
+    strat: Strategy | None,
+    origin: str,
+    folder: str,
+    fds: dict[str, int],
+    entries: list[RawEntry],
+    slices: dict[str, list[Slice]],
+    used: dict[str, Layout],
+    inferred: dict[str, str],
+    replicated: list[str],
+) -> None:
+    """Each name's full shape and slices (filling the lists and dicts passed in)."""
     for name, holders in per_name.items():
         first_rank = min(holders)
         first = holders[first_rank][1]
@@ -318,6 +358,8 @@ def read_rank_set(
                         f"{name!r} has shape {list(e.shape)} in rank_{rank} but {list(shape)} in "
                         f"rank_{first_rank}{hint}",
                     )
+            if strat and len(holders) > 1:
+                _same_on_every_rank(name, holders, fds)
             whole = tuple((0, d) for d in shape)
             parts = [
                 Slice(whole, tuple(Holder(p, tuple(e.spans), r) for r, (p, e) in sorted(holders.items())))
@@ -327,20 +369,35 @@ def read_rank_set(
         slices[name] = parts
         entries.append(_entry(name, first, shape, parts))
 
-    info = SetInfo(
-        "ranks",
-        slices,
-        strategy=strat.files if strat else (),
-        rank_files=picks,
-        layouts=dict(used),
-        inferred=inferred,
-    )
-    read_from = {h.rank for parts in slices.values() for s in parts for h in s.holders[:1]}
-    info.replica_ranks = [r for r in dirs if r not in read_from]
-    info.notes = _notes(folder, fmt, picks, strat, info, replicated)
-    files = sorted({p.file for p in picks.values()}) + list(strat.files if strat else ())
-    raw = RawIndex(fmt, entries, files=files)
-    return raw, info
+
+
+def _same_on_every_rank(name: str, holders: dict[int, tuple[str, RawEntry]], fds: dict[str, int]) -> None:
+    """CheckpointError when a value the strategy leaves out differs between ranks: they hold slices of it,
+    and showing the lowest rank's slice as the whole value would be silently wrong. Compares all of a small
+    value, and the first and last ``_SAMPLE`` bytes of a bigger one (check_replicas() compares every byte)."""
+    ranks = sorted(holders)
+
+    def sample(path: str, entry: RawEntry) -> bytes:
+        total = entry.nbytes
+        ranges = [(0, total)] if total <= 2 * _SAMPLE else [(0, _SAMPLE), (total - _SAMPLE, _SAMPLE)]
+        fd = fds.get(path)
+        if fd is None:
+            fd = fds[path] = open_regular(path)
+        out = []
+        for start, length in ranges:
+            for offset, n in sub_spans(entry.spans, start, length):
+                out.append(os.pread(fd, n, offset))
+        return b"".join(out)
+
+    reference = sample(*holders[ranks[0]])
+    for rank in ranks[1:]:
+        path, entry = holders[rank]
+        if sample(path, entry) != reference:
+            raise CheckpointError(
+                path,
+                f"{name!r} is not in the strategy, but rank_{rank} holds other values than rank_{ranks[0]}: "
+                "the ranks hold slices of it, and the strategy must name it",
+            )
 
 
 def _entry(name: str, first: RawEntry, shape: tuple[int, ...], parts: list[Slice]) -> RawEntry:
