@@ -191,7 +191,7 @@ class _CheckpointHandler(APIHandler):
             raise _fail(422, self._message(exc)) from None
         except FileNotFoundError:
             raise _fail(404, "the file disappeared") from None
-        except (TypeError, ValueError, OverflowError, MemoryError) as exc:  # a value the index cannot show
+        except (TypeError, ValueError, IndexError, OverflowError, MemoryError, RecursionError) as exc:
             raise _fail(422, self._relative(f"cannot read this value: {exc}")) from None
 
     def _reply(self, payload: dict[str, Any]) -> None:
