@@ -48,11 +48,11 @@ def _layout(dev: list[int], tmap: list, field: int = 0) -> bytes:
 
 
 def _strategy_pb(path: Path, layouts: dict[str, bytes]) -> Path:
-    msg = b""
+    items = []
     for name, layout in layouts.items():
         item = b"\x0a" + varint(len(name.encode())) + name.encode() + b"\x12" + varint(len(layout)) + layout
-        msg += b"\x1a" + varint(len(item)) + item
-    path.write_bytes(msg)
+        items.append(b"\x1a" + varint(len(item)) + item)
+    path.write_bytes(b"".join(items))
     return path
 
 
@@ -154,3 +154,18 @@ def test_a_sliced_parameter_the_strategy_leaves_out_is_an_error_not_rank_0s_slic
     write_rank_set(tmp_path, {"w": w, "v": v}, {"w": lay, "v": lay}, ranks=2, omit=frozenset({"v"}),
                    extra={"global_step": np.array([7], np.int32)})
     _refused(_open(tmp_path), "'v' is not in the strategy", "rank_1 holds other values than rank_0")
+
+
+def test_a_strategy_naming_a_hundred_thousand_strangers_stops_at_the_first(tmp_path):
+    _rank_folder(tmp_path, [0, 1])
+    _strategy_pb(tmp_path / "strategy.ckpt", {f"p.{i}": _layout([2], [0, -1]) for i in range(100_000)})
+    _refused(_open(tmp_path), "the strategy names 'p.0', which no rank file holds")
+
+
+def test_an_index_over_64_mib_is_refused_before_it_is_read(tmp_path):
+    write_safetensors(tmp_path / "a.safetensors", {"w": ("F32", [8], ROW.tobytes())})
+    index = tmp_path / "model.safetensors.index.json"
+    with open(index, "w") as f:
+        f.write('{"weight_map": {"w": "a.safetensors"}, "metadata": {"pad": "')
+        f.truncate(65 << 20)  # a sparse file: 65 MiB of NUL, never read
+    _refused(_open(index), "an index of 68,157,440 bytes is too large")

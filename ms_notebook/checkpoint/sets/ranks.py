@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
 from ..dtypes import numpy_dtype
 from ..errors import CheckpointError
@@ -121,7 +121,9 @@ def _format(dirs: dict[int, str], format: str | None) -> str:
     return present.pop() if present else "ckpt"
 
 
-def _strategy(folder: str, strategy: str | os.PathLike[str] | Sequence[str] | None) -> Strategy | None:
+def _strategy(
+    folder: str, strategy: str | os.PathLike[str] | Sequence[str] | None, known: Container[str] | None = None
+) -> Strategy | None:
     if strategy is None:
         paths = find_strategy_files(folder)
     elif isinstance(strategy, str | os.PathLike):
@@ -130,7 +132,7 @@ def _strategy(folder: str, strategy: str | os.PathLike[str] | Sequence[str] | No
         paths = [os.fspath(p) for p in strategy]
     if not paths:
         return None
-    return merge_strategies([read_strategy(p) for p in paths])
+    return merge_strategies([read_strategy(p, known) for p in paths])
 
 
 def _moment_of(name: str, layouts: dict[str, Layout]) -> str | None:
@@ -257,15 +259,14 @@ def read_rank_set(
     picks = {rank: _pick(rank, d, fmt, step, file) for rank, d in dirs.items()}
     reader = ckpt_format if fmt == "ckpt" else st_format
     indexes = {rank: reader.read_index(p.file) for rank, p in picks.items()}
-    strat = _strategy(folder, strategy)
-    layouts = strat.layouts if strat else {}
-    origin = strat.path if strat else folder
-
     # every name, in the lowest rank's file order, then names only later ranks hold
     per_name: dict[str, dict[int, tuple[str, RawEntry]]] = {}
     for rank, raw in indexes.items():
         for e in raw.entries:
             per_name.setdefault(e.name, {})[rank] = (picks[rank].file, e)
+    strat = _strategy(folder, strategy, per_name)  # stops at the first name no rank holds
+    layouts = strat.layouts if strat else {}
+    origin = strat.path if strat else folder
     top = max(dirs)
     for pname, lay in layouts.items():
         if (lay.stage + 1) * lay.devices > top + 1:

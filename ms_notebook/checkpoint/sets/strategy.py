@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Container
 from dataclasses import dataclass
 
 from ..errors import CheckpointError
@@ -166,7 +167,24 @@ def _layouts(buf: bytes, start: int, stop: int) -> Layout:
     )
 
 
-def _parse_protobuf(buf: bytes) -> dict[str, Layout]:
+class _Unknown(Exception):
+    """Internal: the strategy names a parameter the set does not hold (parsing stops there)."""
+
+
+def _stage_name(raw_name: str) -> tuple[int, str]:
+    """``(stage, name)`` of ``"<stage>-<name>"`` (ASCII digits only), else ``(0, raw_name)``."""
+    head, sep, rest = raw_name.partition("-")
+    if sep and head.isascii() and head.isdigit() and len(head) <= _MAX_STAGE_DIGITS and rest:
+        return int(head), rest
+    return 0, raw_name
+
+
+def _expect(name: str, known: Container[str] | None) -> None:
+    if known is not None and _stage_name(name)[1] not in known:
+        raise _Unknown(name)
+
+
+def _parse_protobuf(buf: bytes, known: Container[str] | None = None) -> dict[str, Layout]:
     layouts: dict[str, Layout] = {}
     for number, wire, value in _fields(buf, 0, len(buf)):
         if number != 3 or wire != 2:
@@ -179,6 +197,7 @@ def _parse_protobuf(buf: bytes) -> dict[str, Layout]:
                     name = buf[ivalue[0] : ivalue[1]].decode("utf-8")
                 except UnicodeDecodeError:
                     raise Malformed(f"a parameter name is not UTF-8 text at byte {ivalue[0]}") from None
+                _expect(name, known)  # before its layout is parsed: a strategy of a million strangers stops
             elif inner == 2 and iwire == 2:
                 layout = _layouts(buf, *ivalue)
         if name is None or layout is None:
@@ -195,7 +214,7 @@ def _int_list(value: object, what: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _parse_json(text: str) -> dict[str, Layout]:
+def _parse_json(text: str, known: Container[str] | None = None) -> dict[str, Layout]:
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:  # ValueError also for integers of over 4,300 digits
@@ -204,6 +223,7 @@ def _parse_json(text: str) -> dict[str, Layout]:
         raise Malformed("no 'parallel_layout_item' object")
     layouts: dict[str, Layout] = {}
     for name, item in data["parallel_layout_item"].items():
+        _expect(name, known)
         if not isinstance(item, dict):
             raise Malformed(f"the layout of {name!r} is not an object")
         unknown = sorted(set(item) - _LAYOUT_KEYS)
@@ -245,10 +265,7 @@ def _with_stages(layouts: dict[str, Layout]) -> dict[str, Layout]:
     """Strip pipeline-stage prefixes (``"1-name"``); a parameter in several stages keeps its lowest stage."""
     out: dict[str, Layout] = {}
     for raw_name, layout in layouts.items():
-        stage, name = 0, raw_name
-        head, sep, rest = raw_name.partition("-")
-        if sep and head.isascii() and head.isdigit() and len(head) <= _MAX_STAGE_DIGITS and rest:
-            stage, name = int(head), rest
+        stage, name = _stage_name(raw_name)
         staged = Layout(
             layout.dev_matrix,
             layout.tensor_map,
@@ -264,20 +281,22 @@ def _with_stages(layouts: dict[str, Layout]) -> dict[str, Layout]:
     return out
 
 
-def read_strategy(path: str | os.PathLike[str]) -> Strategy:
+def read_strategy(path: str | os.PathLike[str], known: Container[str] | None = None) -> Strategy:
     """Parse one strategy file, protobuf or JSON (told apart by content); CheckpointError when it is
-    not one."""
+    not one, or (``known``: the names the set holds) when it names a parameter outside ``known``."""
     path = os.fspath(path)
     buf = read_regular(path, _MAX_STRATEGY_BYTES, "a strategy file")  # FileNotFoundError for a missing file
     if not buf:
         raise CheckpointError(path, "the strategy file is empty")
     try:
         if buf.lstrip()[:1] == b"{":
-            layouts = _parse_json(buf.decode("utf-8", errors="replace"))
+            layouts = _parse_json(buf.decode("utf-8", errors="replace"), known)
         else:
-            layouts = _parse_protobuf(buf)
+            layouts = _parse_protobuf(buf, known)
     except Malformed as exc:
         raise CheckpointError(path, f"not a MindSpore parallel strategy file: {exc}") from None
+    except _Unknown as exc:
+        raise CheckpointError(path, f"the strategy names {exc.args[0]!r}, which no rank file holds") from None
     if not layouts:
         raise CheckpointError(path, "not a MindSpore parallel strategy file: it lists no parameter layouts")
     for name, layout in layouts.items():
