@@ -202,7 +202,7 @@ def test_a_shard_changed_after_opening_is_refused_by_name(sharded):
     ck = open_checkpoint(index)
     shard = Path(ck.slices("lm_head.weight")[0].holders[0].file)
     assert {f: ck._stamps[f] for f in ck.files[1:]} == {
-        f: (s.st_size, s.st_mtime_ns, s.st_ino) for f in ck.files[1:] for s in [Path(f).stat()]
+        f: (s.st_size, s.st_mtime_ns, s.st_ino, s.st_ctime_ns) for f in ck.files[1:] for s in [Path(f).stat()]
     }
     with open(shard, "ab") as f:
         f.write(b"\0" * 8)

@@ -6,10 +6,11 @@ own cache folder. "Did not walk" is shown by counting the positioned reads of th
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 import os
-import zlib
 
 import numpy as np
 import pytest
@@ -241,7 +242,7 @@ def _split(data: bytes) -> tuple[dict, dict[str, np.ndarray], list[str]]:
     start = len(index_cache.MAGIC) + 8
     length = int.from_bytes(data[len(index_cache.MAGIC) : start], "little")
     header = json.loads(data[start : start + length])
-    body = data[start + length :]
+    body = data[start + length : -index_cache.MAC_BYTES]  # the HMAC trailer is left out
     arrays, pos = {}, 0
     for name, dtype, unit in index_cache._ARRAYS:
         count = header["entries"] if unit == "entries" else header["extra"]
@@ -250,13 +251,16 @@ def _split(data: bytes) -> tuple[dict, dict[str, np.ndarray], list[str]]:
     return header, arrays, body[pos:].decode().split("\0")
 
 
-def _join(header: dict, arrays: dict[str, np.ndarray], names: list[str]) -> bytes:
-    """Pack a (changed) saved index again with a correct body crc: a lie only the checks can catch."""
+def _join(header: dict, arrays: dict[str, np.ndarray], names: list[str], key: bytes | None = None) -> bytes:
+    """Pack a (changed) saved index again, signed with the user's own key (default): a lie only the checks
+    can catch. Signed with another key it is what a planted or forged file looks like."""
     body = b"".join(np.asarray(arrays[n], d).tobytes() for n, d, _ in index_cache._ARRAYS)
     body += "\0".join(names).encode()
-    header = dict(header, body_crc32=zlib.crc32(body))
     text = json.dumps(header).encode()
-    return index_cache.MAGIC + len(text).to_bytes(8, "little") + text + body
+    data = index_cache.MAGIC + len(text).to_bytes(8, "little") + text + body
+    if key is None:
+        key = index_cache.secret_key(index_cache.cache_dir(), create=False)
+    return data + hmac.new(key, data, hashlib.sha256).digest()
 
 
 def _lie(change):
@@ -386,10 +390,12 @@ def test_without_the_variable_the_cache_is_under_xdg_cache_home_private(tmp_path
     ckpt_format.read_index(str(path))
     folder = tmp_path / "xdg" / "ms-notebook" / "index"
     assert index_cache.cache_dir() == folder
-    (saved,) = folder.iterdir()
+    (saved,) = folder.glob("*.idx")
     assert saved == index_cache.cache_file(str(path))
+    assert sorted(p.name for p in folder.iterdir()) == sorted([saved.name, index_cache.SECRET])
     assert folder.stat().st_mode & 0o777 == 0o700
     assert saved.stat().st_mode & 0o777 == 0o600
+    assert (folder / index_cache.SECRET).stat().st_mode & 0o777 == 0o600
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert index_cache.cache_dir() == tmp_path / "home" / ".cache" / "ms-notebook" / "index"
@@ -429,14 +435,14 @@ def test_the_cache_folder_keeps_the_most_recently_used_files(tmp_path, cache, mo
         ckpt_format.read_index(str(path))
         saved = index_cache.cache_file(str(path))
         os.utime(saved, (1000 + age, 1000 + age))  # distinct ages, whatever the clock's resolution
-    assert sorted(cache.iterdir()) == sorted(index_cache.cache_file(str(p)) for p in paths[2:])
+    assert sorted(cache.glob("*.idx")) == sorted(index_cache.cache_file(str(p)) for p in paths[2:])
     ckpt_format.read_index(str(paths[2]))  # used again: now the most recent
     ckpt_format.read_index(str(paths[0]))  # saved again: f3, the least recently used, goes
     kept = (paths[0], paths[2], paths[4])
-    assert sorted(cache.iterdir()) == sorted(index_cache.cache_file(str(p)) for p in kept)
+    assert sorted(cache.glob("*.idx")) == sorted(index_cache.cache_file(str(p)) for p in kept)
     monkeypatch.setattr(index_cache, "MAX_BYTES", 1)
     ckpt_format.read_index(str(paths[1]))
-    assert list(cache.iterdir()) == [index_cache.cache_file(str(paths[1]))]  # the one just saved stays
+    assert list(cache.glob("*.idx")) == [index_cache.cache_file(str(paths[1]))]  # the one just saved stays
 
 
 def test_a_file_changed_just_now_is_not_saved_until_it_settles(tmp_path, cache, monkeypatch, reads):

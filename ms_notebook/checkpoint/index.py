@@ -18,7 +18,7 @@ from .errors import CheckpointError
 from .formats import RawEntry, RawIndex
 from .formats import ckpt as ckpt_format
 from .formats import safetensors as st_format
-from .formats.window import FileChanged, open_for_index
+from .formats.window import FileChanged, open_for_index, stamp_of
 from .groups import WEIGHTS, classify
 from .info import TensorInfo
 from .stats import TensorStats, compute_histogram, compute_stats, summarize
@@ -158,12 +158,11 @@ class Checkpoint:
     def _build(self, path: str, raw: RawIndex, consume: bool) -> None:
         self.path = path
         files = raw.files or [path]
-        self._stamps: dict[str, tuple[int, int, int]] = {}
+        self._stamps: dict[str, tuple[int, ...]] = {}
         for file in files:
             stamp = raw.stamps.get(file)
             if stamp is None:
-                st = os.stat(file)
-                stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+                stamp = stamp_of(os.stat(file))
             self._stamps[file] = stamp
         self.files: list[str] = list(self._stamps)
         self.file_size = sum(stamp[0] for stamp in self._stamps.values())
@@ -460,7 +459,7 @@ class Checkpoint:
                 st = os.stat(file)
             except FileNotFoundError:
                 raise CheckpointError(file, "the file was removed after it was opened") from None
-            if (st.st_size, st.st_mtime_ns, st.st_ino) != stamp:
+            if stamp_of(st) != stamp:
                 raise CheckpointError(file, "the file changed after it was opened; open it again")
 
     def summary(self, depth: int | None = 2, group: str | None = None) -> str:

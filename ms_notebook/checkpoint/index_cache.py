@@ -9,8 +9,14 @@ A file changed in the last ``SETTLE_S`` seconds is not saved (as git treats "rac
 change then gives it a new ctime, whatever the granularity of its file system's clock.
 
 Layout: ``MAGIC``, the header's length (8 bytes, little-endian), a JSON header (identity, entry counts, the
-distinct shapes, types and kinds, crc, a crc32 of the body), then the body: fixed-type little-endian arrays in
-a fixed order and the names joined by NUL. Never pickled.
+distinct shapes, types and kinds, crc), then the body: fixed-type little-endian arrays in a fixed order and
+the names joined by NUL, and last an HMAC-SHA256 of everything before it, keyed with a per-user secret
+(``secret.key``, 32 random bytes, 0600) kept in the folder. Never pickled.
+
+Trust: the folder must be a folder owned by this user that no one else can write (it is made 0700); a saved
+index is read only if it is a regular file owned by this user, not writable by group or others, and its HMAC
+matches: a file another user planted, or an entry edited with its checksums recomputed, is ignored. Clean-up
+removes only files with the cache's own name patterns (``<32 hex>.idx``, ``.msnb-*.tmp``) owned by this user.
 
 Folder: ``$MS_NOTEBOOK_INDEX_CACHE`` (``0``, ``off``, ``none`` or empty: no cache), else
 ``$XDG_CACHE_HOME/ms-notebook/index``, else ``~/.cache/ms-notebook/index``; at most ``MAX_FILES`` files and
@@ -21,11 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
+import re
+import stat
 import tempfile
 import time
-import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,8 +42,14 @@ import numpy as np
 from .dtypes import STRING, numpy_dtype
 from .formats import RawEntry
 
-MAGIC = b"MSNBIDX1"
-VERSION = 1
+MAGIC = b"MSNBIDX2"
+VERSION = 2
+SECRET = "secret.key"
+MAC_BYTES = 32
+_ENTRY = re.compile(r"[0-9a-f]{32}\.idx")
+_TMP_PREFIX = ".msnb-"
+_TEMPORARY = re.compile(r"\.msnb-[A-Za-z0-9_]+\.tmp")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 SUFFIX = ".idx"
 MIN_ENTRIES = 128  # smaller files are walked in a few milliseconds: no cache file for them
 MAX_FILES = 256
@@ -90,18 +104,69 @@ def cache_file(path: str) -> Path | None:
     return folder / (hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:32] + SUFFIX)
 
 
+# --- trust --------------------------------------------------------------------------------------------------
+
+
+def _ours(st: os.stat_result, private: int = 0o022) -> bool:
+    """Owned by this user, and none of the ``private`` mode bits set (default: no one else may write)."""
+    return st.st_uid == os.geteuid() and not st.st_mode & private
+
+
+def _private_folder(folder: Path, create: bool) -> bool:
+    """Whether ``folder`` is a folder of this user's that no one else can write (made 0700 when asked)."""
+    if create:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and _ours(st)
+
+
+def secret_key(folder: Path, create: bool = True) -> bytes | None:
+    """The per-user key that signs saved indexes (made once, 0600, in the folder); None if it cannot be had
+    or is not this user's alone."""
+    where = folder / SECRET
+    try:
+        fd = os.open(where, os.O_RDONLY | _NOFOLLOW)
+    except FileNotFoundError:
+        if not create:
+            return None
+        try:
+            fd = os.open(where, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+        except FileExistsError:  # made meanwhile by another process
+            return secret_key(folder, create=False)
+        key = os.urandom(MAC_BYTES)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+        return key
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or not _ours(st, 0o077):
+            return None
+        key = f.read(MAC_BYTES + 1)
+    return key if len(key) == MAC_BYTES else None
+
+
 # --- loading ------------------------------------------------------------------------------------------------
 
 
 def load(path: str, st: os.stat_result) -> Cached | None:
     """The saved index of ``path`` when one exists for exactly this file (``st``: ``fstat`` of the open
-    checkpoint) and passes every check; None otherwise (the caller walks the file)."""
+    checkpoint), is this user's and passes every check; None otherwise (the caller walks the file)."""
     try:
         where = cache_file(path)
-        if where is None:
+        if where is None or not _private_folder(where.parent, create=False):
             return None
-        with open(where, "rb") as f:
-            cached = _read(f, os.path.realpath(path), st)
+        key = secret_key(where.parent, create=False)
+        if key is None:
+            return None
+        fd = os.open(where, os.O_RDONLY | _NOFOLLOW)  # a link or FIFO planted here is never followed
+        with os.fdopen(fd, "rb") as f:
+            own = os.fstat(fd)
+            if not stat.S_ISREG(own.st_mode) or not _ours(own) or own.st_size > MAX_BYTES:
+                return None
+            cached = _read(f, os.path.realpath(path), st, key)
     except Exception:  # a saved index is only ever a shortcut: any doubt means walking the file
         return None
     if cached is not None:
@@ -110,13 +175,25 @@ def load(path: str, st: os.stat_result) -> Cached | None:
     return cached
 
 
-def _read(f: BinaryIO, real: str, st: os.stat_result) -> Cached | None:
+def _read(f: BinaryIO, real: str, st: os.stat_result, key: bytes | None = None) -> Cached | None:
     """Parse and check a saved index (arrays and names read separately: the names' bytes are freed once
-    decoded, before the entries are made)."""
+    decoded, before the entries are made). ``key``: the signing key (default: the cache folder's)."""
+    if key is None:
+        folder = cache_dir()
+        key = secret_key(folder, create=False) if folder is not None else None
+        if key is None:
+            return None
+    mac = hmac.new(key, digestmod=hashlib.sha256)
     head = f.read(len(MAGIC) + 8)
     if head[: len(MAGIC)] != MAGIC or len(head) != len(MAGIC) + 8:
         return None
-    header = json.loads(f.read(int.from_bytes(head[len(MAGIC) :], "little")))
+    length = int.from_bytes(head[len(MAGIC) :], "little")
+    if length > 1 << 26:
+        return None
+    text = f.read(length)
+    mac.update(head)
+    mac.update(text)
+    header = json.loads(text)
     if header.get("version") != VERSION or header.get("path") != real:
         return None
     if tuple(header["identity"]) != identity(st):
@@ -136,8 +213,13 @@ def _read(f: BinaryIO, real: str, st: os.stat_result) -> Cached | None:
         return None
     body = f.read(width)
     blob = f.read()
-    if len(body) != width or zlib.crc32(blob, zlib.crc32(body)) != header["body_crc32"]:
+    if len(body) != width or len(blob) < MAC_BYTES:
         return None
+    mac.update(body)
+    mac.update(memoryview(blob)[:-MAC_BYTES])
+    if not hmac.compare_digest(mac.digest(), blob[-MAC_BYTES:]):
+        return None  # not signed with this user's key: planted, edited or damaged
+    blob = blob[:-MAC_BYTES]
     arrays: dict[str, np.ndarray] = {}
     pos = 0
     for (name, dtype, _), count in zip(_ARRAYS, counts, strict=True):
@@ -256,22 +338,27 @@ def _objects(table: list) -> np.ndarray:
 
 def save(path: str, st: os.stat_result, entries: list[RawEntry], crc: int | None, crc_end: int) -> None:
     """Save the index of ``path`` (``st``: ``fstat`` of the checkpoint when it was walked); silently nothing
-    when the cache is off, the file too small to be worth it, or the folder not writable."""
+    when the cache is off, the file too small to be worth it, or the folder not writable or not ours."""
     if len(entries) < MIN_ENTRIES or time.time() - max(st.st_mtime, st.st_ctime) < SETTLE_S:
         return
     try:
         where = cache_file(path)
-        if where is None:
+        if where is None or not _private_folder(where.parent, create=True):
+            return
+        key = secret_key(where.parent)
+        if key is None:
             return
         pieces = _serialise(os.path.realpath(path), st, entries, crc, crc_end)
         if pieces is None:
             return
-        where.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=where.parent, prefix=".", suffix=".tmp")  # mode 0o600
+        fd, tmp = tempfile.mkstemp(dir=where.parent, prefix=_TMP_PREFIX, suffix=".tmp")  # mode 0o600
         try:
+            mac = hmac.new(key, digestmod=hashlib.sha256)
             with os.fdopen(fd, "wb") as f:
                 for piece in pieces:
                     f.write(piece)
+                    mac.update(piece)
+                f.write(mac.digest())
             os.replace(tmp, where)
         except BaseException:
             os.unlink(tmp)
@@ -311,13 +398,10 @@ def _serialise(
         return None
     arrays["extra"] = np.array(extra, "<i8")
     pieces = [arrays[name] for name, _, _ in _ARRAYS] + names[:-1]
-    body_crc = 0
-    for piece in pieces:
-        body_crc = zlib.crc32(piece, body_crc)
     header = json.dumps({
         "version": VERSION, "path": real, "identity": identity(st),
         "entries": n, "extra": len(extra), "shapes": list(ids["shape"]), "dtypes": list(ids["dtype"]),
-        "kinds": list(ids["kind"]), "crc": crc, "crc_end": crc_end, "body_crc32": body_crc,
+        "kinds": list(ids["kind"]), "crc": crc, "crc_end": crc_end,
     }).encode()  # fmt: skip
     header += b" " * (-(len(MAGIC) + 8 + len(header)) % 8)  # the arrays start 8-aligned
     return [MAGIC + len(header).to_bytes(8, "little") + header, *pieces]
@@ -334,15 +418,19 @@ def _ids(values: list, table: dict) -> np.ndarray:
 
 def _trim(folder: Path, keep: Path) -> None:
     """Remove the least recently used cache files while there are more than MAX_FILES or MAX_BYTES (and
-    temporary files a killed process left, after a day)."""
+    temporary files a killed process left, after a day). Only this user's files named as the cache names
+    them are touched."""
     files = []
     stale = time.time() - 86400
     for p in folder.iterdir():
-        if p == keep or p.suffix not in (SUFFIX, ".tmp"):
+        temporary = _TEMPORARY.fullmatch(p.name) is not None
+        if p == keep or not (temporary or _ENTRY.fullmatch(p.name)):
             continue
         try:
-            st = p.stat()
-            if p.suffix == ".tmp":
+            st = p.lstat()
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                continue
+            if temporary:
                 if st.st_mtime < stale:
                     p.unlink()
                 continue

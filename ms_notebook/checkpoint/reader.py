@@ -17,24 +17,25 @@ import numpy as np
 
 from .errors import CheckpointError
 from .formats import Piece, RawEntry
+from .formats.window import open_regular, stamp_of
 
 CHUNK_ELEMENTS = 1 << 21  # 2 Mi elements: at most 16 MiB once widened to float64
 MAX_NDIM = 32  # what NumPy 1.26 can hold in one array
 _MAX_PREAD = 1 << 30  # Linux returns at most ~2 GiB per call: read big spans in pieces
 
-Stamps = Mapping[str, tuple[int, int, int]]
+Stamps = Mapping[str, tuple[int, ...]]
 _CHANGED = "the file changed after it was opened; open it again"
 
 
-def _stamp(st: os.stat_result) -> tuple[int, int, int]:
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
+def _stamp(st: os.stat_result) -> tuple[int, ...]:
+    return stamp_of(st)
 
 
 @contextmanager
 def _opened(path: str, stamps: Stamps | None) -> Iterator[int]:
     """A read-only descriptor on ``path``, refused when the file is not the one that was indexed."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = open_regular(path)
     except FileNotFoundError:
         raise CheckpointError(path, "the file was removed after it was opened") from None
     try:

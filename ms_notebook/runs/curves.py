@@ -400,6 +400,8 @@ def _number(value: Any) -> Any:
 
 MAX_LINE_BYTES = 16 * 1024 * 1024  # a "line" longer than this without a newline is dropped as bad
 _HEAD_BYTES = 64  # the file's first bytes, compared on each poll to notice a rewrite in place
+_READ_CHUNK = 1 << 20  # bytes read at a time: a line over MAX_LINE_BYTES is dropped while it is read
+_POLL_BYTES = 64 << 20  # at most this much per poll, so stop() and the timeout are seen between polls
 
 
 class Follower:
@@ -410,7 +412,9 @@ class Follower:
     lines before decoding, so a character cut across two writes is decoded whole. A file truncated and
     rewritten (``truncations``) or replaced by a new one under the same name (``rotations``, the old one's
     last lines read first) is followed from its start; a new file that begins with a "begin" record starts
-    a new run, the previous one kept as an overlay.
+    a new run, the previous one kept as an overlay. Only a regular file is opened (a FIFO or device at
+    ``path`` is waited out like a missing file, ``last_skipped`` says why), reads are bounded per poll, and
+    a line over ``MAX_LINE_BYTES`` is dropped as it is read, never held whole.
     """
 
     def __init__(self, path: str | Path, timeout: float, poll_s: float, curves: LiveCurves) -> None:
@@ -433,6 +437,8 @@ class Follower:
         self._head = b""
         self._fresh = False  # the file (re)started: a "begin" record there starts a new run
         self._ended = False
+        self._overlong = False  # inside a line already over MAX_LINE_BYTES: bytes dropped up to its newline
+        self._more = False  # the last poll stopped at its byte budget: poll again without waiting
 
     @property
     def history(self) -> pd.DataFrame:
@@ -469,28 +475,51 @@ class Follower:
 
     def _drain(self) -> bool:
         """Read what the open file has beyond the offset; feed complete lines. True when bytes came."""
-        data = self._handle.read()
-        if not data:
-            return False
-        if self._offset < _HEAD_BYTES:  # the head holds the file's first bytes read so far
-            self._head += data[: _HEAD_BYTES - self._offset]
-        self._offset += len(data)
+        got = False
+        budget = _POLL_BYTES
+        while budget > 0 and not self._stop.is_set():
+            data = self._handle.read(min(_READ_CHUNK, budget))
+            if not data:
+                break
+            got = True
+            budget -= len(data)
+            if self._offset < _HEAD_BYTES:  # the head holds the file's first bytes read so far
+                self._head += data[: _HEAD_BYTES - self._offset]
+            self._offset += len(data)
+            self._feed(data)
+        self._more = budget <= 0
+        return got
+
+    def _feed(self, data: bytes) -> None:
+        """Split new bytes into lines; a line growing past MAX_LINE_BYTES is dropped as it comes."""
+        if self._overlong:
+            cut = data.find(b"\n")
+            if cut < 0:
+                return
+            data, self._overlong = data[cut + 1 :], False
         self._buffer += data
         *lines, self._buffer = self._buffer.split(b"\n")
         for raw in lines:
             self._line(raw)
         if len(self._buffer) > MAX_LINE_BYTES:
-            self._buffer = b""
+            self._buffer, self._overlong = b"", True
             self._bad(f"a line longer than {MAX_LINE_BYTES} bytes")
-        return True
 
     def _open(self, identity: tuple[int, int]) -> None:
-        self._handle = open(self.path, "rb")  # noqa: SIM115 - kept open between polls to finish a rotated file
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(self.path, flags)  # never blocks, even on a FIFO with no writer
+        if os.fstat(fd).st_mode & 0o170000 != 0o100000:  # S_ISREG (the imports above are not this class's)
+            os.close(fd)
+            self.last_skipped = f"{self.path.name} is not a regular file: waiting for one"
+            return
+        os.set_blocking(fd, True)
+        self._handle = os.fdopen(fd, "rb", buffering=0)  # kept open between polls to finish a rotated file
         self._identity = identity
         self._restart()
 
     def _restart(self) -> None:
         self._offset, self._buffer, self._head, self._fresh = 0, b"", b"", True
+        self._overlong = False
 
     def _close(self) -> None:
         if self._handle is not None:
@@ -516,7 +545,7 @@ class Follower:
             st, identity = None, None
         if self._handle is not None and identity != self._identity:
             got = self._drain()  # rotated or removed: finish the old file first
-            if self._buffer:  # its last line, even without a newline: nothing more comes to that file here
+            if self._buffer and not self._overlong:  # its last line, even without a newline
                 self._line(self._buffer)
             self._close()
             if identity is not None:
@@ -553,7 +582,8 @@ class Follower:
                 elif now - last_news > self.timeout:
                     self.reason = "timeout"
                     return self.reason
-                self._stop.wait(self.poll_s)
+                if not self._more:
+                    self._stop.wait(self.poll_s)
             self.reason = "stopped"
             return self.reason
         finally:

@@ -14,9 +14,16 @@
 
 Why the process bookkeeping: msrun starts each worker in a session of its own, so ending msrun ends nothing
 else (SIGTERM leaves the scheduler and the workers training; SIGINT ends them but msrun then exits 0, like a
-success). So every descendant of msrun is recorded (psutil) as it appears, and ending the job ends each of
-their process groups; a last sweep ends any process still carrying this run's folder in its environment.
-After ``wait()`` returns, no process of the job is left, whatever happened.
+success). So msrun runs under a small supervisor (``supervisor.py``) that is a child subreaper: a descendant
+that leaves its session and environment behind is still reparented to it, not to PID 1. Every descendant of
+the supervisor is recorded (psutil) as it appears, and ending the job ends each of their process groups and
+the supervisor, which ends whatever it still holds; a last sweep ends any process still carrying this run's
+folder in its environment. After ``wait()`` returns, no process of the job is left, whatever happened.
+
+Only one launch may use a run folder: ``launch`` holds an exclusive lock on ``run_dir/.launch.lock`` while
+the job lives and refuses a folder that already holds a job. A job counts as "finished" only if it trained
+(a rank started training, or metrics came); one that exits before that, or that has not started training
+within ``start_timeout_s``, is "failed" with that reason.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
@@ -45,6 +53,7 @@ import psutil
 
 from ms_notebook.atomic import write_text
 
+from . import supervisor
 from .history import History, read_jsonl
 from .jobdir import RUN_DIR_ENV, JobDir
 
@@ -55,6 +64,8 @@ NODE_TIMEOUT_S = 10  # MS_NODE_TIMEOUT: the scheduler gives up on a silent worke
 TERM_WAIT_S = 2.0  # between SIGTERM and SIGKILL when ending processes
 # workers still alive this long after the scheduler left with errors are stuck, not tearing down
 SCHEDULER_GONE_GRACE_S = 10.0
+START_TIMEOUT_S = 600.0  # no rank started training this long after launch: stuck before init(), failed
+LOCK_FILE = ".launch.lock"
 _WORKER_EXIT = re.compile(r"Worker process (\d+) exit with exception\. Error code: (-?\d+)")
 
 
@@ -188,8 +199,9 @@ def _describe(process: psutil.Process, msrun_pid: int) -> tuple[str, int | None]
 class _Processes:
     """Every process of the job, recorded as it appears, so that all of them can be ended."""
 
-    def __init__(self, root: subprocess.Popen) -> None:
-        self.root = root
+    def __init__(self, root: subprocess.Popen, msrun_pid: Callable[[], int | None] | None = None) -> None:
+        self.root = root  # the supervisor (or msrun itself)
+        self._msrun_pid = msrun_pid or (lambda: root.pid)
         self.records: dict[int, _Proc] = {}
         self.signalled: dict[int, int] = {}  # pid -> the last signal the launcher sent it
         self._own_pgid = os.getpgid(0)
@@ -199,12 +211,13 @@ class _Processes:
             children = psutil.Process(self.root.pid).children(recursive=True)
         except psutil.Error:
             return
+        msrun = self._msrun_pid() or -1
         for child in children:
             known = self.records.get(child.pid)
             if known is not None and known.process == child:
                 young = time.time() - known.created < 5.0
                 if young and (known.role == "other" or known.rank is None):  # before exec: msrun's environ
-                    known.role, known.rank = _describe(child, self.root.pid)
+                    known.role, known.rank = _describe(child, msrun)
                     with contextlib.suppress(OSError):
                         known.pgid = os.getpgid(child.pid)  # setsid() happens between fork and exec too
                 continue
@@ -213,7 +226,7 @@ class _Processes:
                 created = child.create_time()
             except (OSError, psutil.Error):
                 continue
-            role, rank = _describe(child, self.root.pid)
+            role, rank = _describe(child, msrun)
             self.records[child.pid] = _Proc(child, pgid, role, rank, created)
 
     def workers(self) -> dict[int, _Proc]:
@@ -302,7 +315,8 @@ class DistributedRun:
 
     def __init__(self, command: list[str], env: dict[str, str], run_dir: Path, cwd: Path, *,
                  script: Path, workers: int, worker_num: int, master_addr: str, master_port: int,
-                 node_rank: int | None, grace_s: float) -> None:
+                 node_rank: int | None, grace_s: float, start_timeout_s: float | None = START_TIMEOUT_S,
+                 lock_fd: int | None = None) -> None:
         from .curves import LiveCurves
 
         self.command = command
@@ -315,6 +329,8 @@ class DistributedRun:
         self.master_port = master_port
         self.node_rank = node_rank
         self.grace_s = grace_s
+        self.start_timeout_s = start_timeout_s
+        self._lock_fd = lock_fd
         self.state = STARTING
         self.error: RankFailure | None = None
         self.returncodes: dict[int, int | None] = {}
@@ -339,12 +355,16 @@ class DistributedRun:
             "worker_num": worker_num, "master_addr": master_addr, "master_port": master_port,
             "node_rank": node_rank, "started": self.started_at,
         }, indent=1))
+        for stale in (supervisor.PID_FILE, supervisor.EXIT_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir.control / stale).unlink()
+        supervised = [sys.executable, supervisor.__file__, str(self.dir.control), "--", *command]
         with open(self.dir.msrun_log, "wb") as log:
-            self._msrun = subprocess.Popen(
-                command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self._msrun = subprocess.Popen(  # the supervisor, msrun's parent; ``returncode`` is msrun's
+                supervised, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own group: ending it never touches the kernel's
             )
-        self._procs = _Processes(self._msrun)
+        self._procs = _Processes(self._msrun, self._msrun_pid)
         from .curves import Follower
 
         self._follower = Follower(self.dir.metrics, timeout=float("inf"), poll_s=0.5, curves=self.curves)
@@ -448,6 +468,30 @@ class DistributedRun:
     def _end_now(self) -> None:
         self._procs.end()
         _sweep(self.run_dir)
+
+    def _msrun_pid(self) -> int | None:
+        """msrun's pid, as the supervisor wrote it (None until then)."""
+        try:
+            return int((self.dir.control / supervisor.PID_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _msrun_exit(self) -> int | None:
+        """msrun's exit code once it has exited (the supervisor writes it; its own code if it is gone)."""
+        try:
+            return int((self.dir.control / supervisor.EXIT_FILE).read_text())
+        except (OSError, ValueError):
+            return self._msrun.poll()
+
+    def _trained(self) -> bool:
+        """Whether any rank started training (its start record) or any metric record came."""
+        return bool(self.dir.started()) or len(self.curves.history_obj) > 0 or self._metrics_written()
+
+    def _metrics_written(self) -> bool:
+        try:
+            return self.dir.metrics.stat().st_size > 0
+        except OSError:
+            return False
 
     # -- monitoring (its own thread) -----------------------------------------------------------------
     def _notify(self, event: str) -> None:
@@ -560,7 +604,12 @@ class DistributedRun:
                 if self._stop_deadline is not None and (time.monotonic() >= self._stop_deadline
                                                         or self._job_processes_gone()):
                     break  # after a stop msrun's own exit (it polls once a second) tells nothing more
-                if self._msrun.poll() is not None:
+                if failure is None and self.stop_requested_at is None and self._start_timed_out():
+                    failure = RankFailure(None, None, (
+                        f"no rank started training within {self.start_timeout_s:g} s (start_timeout_s): the "
+                        "script is stuck before init() or its first step"))
+                    break
+                if self._msrun_exit() is not None:
                     break
                 now = time.monotonic()
                 if now - last_tick >= 1.0:
@@ -570,13 +619,18 @@ class DistributedRun:
         finally:
             self._finish(failure)
 
+    def _start_timed_out(self) -> bool:
+        if self.start_timeout_s is None or self.state != STARTING:
+            return False
+        return time.time() - self.started_at > self.start_timeout_s and not self._trained()
+
     def _finish(self, failure: RankFailure | None) -> None:
         """End what remains, settle state, error and return codes, then release ``wait()``."""
         try:
             self._procs.end()
             _sweep(self.run_dir)
             self._read_msrun_output()
-            self.returncode = self._msrun.returncode
+            self.returncode = self._msrun_exit()
             self._follower.wait(1.0 if self.dir.metrics.exists() else 0.0)
             self._follower.stop()
             self._follower.wait(2.0)
@@ -594,6 +648,11 @@ class DistributedRun:
                     codes[rank] = code
             if failure is None and self.stop_requested_at is None and self.returncode != 0:
                 failure = self._find_failure() or self._failure_from_logs()
+            if failure is None and self.stop_requested_at is None and not self._trained():
+                failure = RankFailure(None, self.returncode, (
+                    "the job ended without training: no rank reached init() and its first step (no start "
+                    "record, no metrics). A script that trains without LiveCurves can add JobControl() to "
+                    "its callbacks"), "", self.dir.msrun_log)
             if self.stop_requested_at is not None:
                 # ranks that saw the stop and saved their checkpoint exited by themselves with status 0
                 for rank in self.dir.acks():
@@ -611,6 +670,10 @@ class DistributedRun:
             self._set_state(state)
         finally:
             _LIVE.discard(self)
+            if self._lock_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._lock_fd)  # free again (it holds a job now: launch refuses it)
+                self._lock_fd = None
             self._done.set()
 
     def _failure_from_logs(self) -> RankFailure:
@@ -658,6 +721,7 @@ def launch(
     node_timeout_s: int = NODE_TIMEOUT_S,
     cluster_timeout_s: int | None = None,
     cwd: str | os.PathLike[str] | None = None,
+    start_timeout_s: float | None = START_TIMEOUT_S,
 ) -> DistributedRun:
     """Start ``script`` data-parallel under msrun on ``workers`` processes here; return at once.
 
@@ -677,6 +741,8 @@ def launch(
         node_timeout_s: ``MS_NODE_TIMEOUT``, how long the scheduler waits for a silent worker.
         cluster_timeout_s: msrun's ``--cluster_time_out`` (waiting for all workers to join; msrun: 600 s).
         cwd: the workers' working directory (default: this process's).
+        start_timeout_s: a job in which no rank has started training this long after launch is ended and
+            "failed" (stuck before ``init()``); None waits for ever.
     """
     script_path = Path(script).expanduser().resolve()
     if not script_path.is_file():
@@ -701,10 +767,13 @@ def launch(
     else:
         port = int(master_port)
         check_port(master_addr, port)
+    if start_timeout_s is not None and not float(start_timeout_s) > 0:
+        raise LaunchError(f"start_timeout_s must be positive seconds or None, got {start_timeout_s!r}")
     folder = Path(run_dir).expanduser().resolve() if run_dir is not None else _default_run_dir(script_path)
     if JobDir(folder).job_file.exists():
         raise LaunchError(f"{folder} already holds a launched job: choose a new run_dir")
     folder.mkdir(parents=True, exist_ok=True)
+    lock_fd = _lock_run_dir(folder)
 
     job_env = dict(os.environ)
     job_env.update({str(k): str(v) for k, v in (env or {}).items()})
@@ -718,6 +787,27 @@ def launch(
     command = msrun_command(script_path, script_args, workers=workers, worker_num=total,
                             master_addr=master_addr, master_port=port, log_dir=JobDir(folder).logs,
                             node_rank=node_rank, cluster_timeout_s=cluster_timeout_s)
-    return DistributedRun(command, job_env, folder, workdir, script=script_path, workers=workers,
-                          worker_num=total, master_addr=master_addr, master_port=port,
-                          node_rank=None if node_rank is None else int(node_rank), grace_s=grace_s)
+    try:
+        return DistributedRun(command, job_env, folder, workdir, script=script_path, workers=workers,
+                              worker_num=total, master_addr=master_addr, master_port=port,
+                              node_rank=None if node_rank is None else int(node_rank), grace_s=grace_s,
+                              start_timeout_s=None if start_timeout_s is None else float(start_timeout_s),
+                              lock_fd=lock_fd)
+    except BaseException:
+        os.close(lock_fd)
+        raise
+
+
+def _lock_run_dir(folder: Path) -> int:
+    """An exclusive lock on ``folder`` for this job's life (the descriptor); LaunchError if another launch
+    holds it or the folder already holds a job (checked again under the lock: two launches may race)."""
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise LaunchError(f"{folder} is in use by another launch: choose a new run_dir") from None
+    if JobDir(folder).job_file.exists():
+        os.close(fd)
+        raise LaunchError(f"{folder} already holds a launched job: choose a new run_dir")
+    return fd

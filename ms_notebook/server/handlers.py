@@ -34,6 +34,7 @@ from jupyter_server.utils import url_path_join
 
 from ms_notebook.checkpoint import Checkpoint, CheckpointError, open_checkpoint
 from ms_notebook.checkpoint.errors import Cancelled
+from ms_notebook.checkpoint.formats.window import OutsideRoot, confined
 
 from .payload import MAX_BINS, checkpoint_summary, tensor_detail
 
@@ -43,16 +44,16 @@ SMALL_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ms-notebook-i
 BIG_POOL = ThreadPoolExecutor(max_workers=max(1, min(2, (os.cpu_count() or 2) // 2)),
                               thread_name_prefix="ms-notebook-stats")  # fmt: skip
 
-_cache: OrderedDict[tuple[str, int, int, int], Checkpoint] = OrderedDict()
+_cache: OrderedDict[tuple[str, int, int, int, int], Checkpoint] = OrderedDict()
 _cache_lock = threading.Lock()
-_opening: dict[tuple[str, int, int, int], threading.Lock] = {}
+_opening: dict[tuple[str, int, int, int, int], threading.Lock] = {}
 
 
 def _open_cached(os_path: str) -> Checkpoint:
-    """Open (or reuse) the index of a file; a changed size, mtime or inode opens it afresh. Two requests
-    for the same file while it is being indexed wait for one indexing."""
+    """Open (or reuse) the index of a file; a changed size, mtime, ctime or inode opens it afresh. Two
+    requests for the same file while it is being indexed wait for one indexing."""
     st = os.stat(os_path)
-    key = (os_path, st.st_size, st.st_mtime_ns, st.st_ino)
+    key = (os_path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     with _cache_lock:
         ck = _cache.get(key)
         if ck is not None and not ck.is_stale():  # a set's files can change under an unchanged folder
@@ -171,19 +172,26 @@ class _CheckpointHandler(APIHandler):
         """Run index work in ``pool``, off the event loop; map its errors to HTTP answers. Work whose client
         has gone is dropped before it starts."""
         gone = self._gone
+        root = self._real_root
+        allow_hidden = bool(getattr(self.contents_manager, "allow_hidden", False))
 
         def job() -> Any:
             if gone.is_set():
                 raise Cancelled
-            return fn(*args)
+            with confined(root, allow_hidden):  # every file is checked against the root before it is opened
+                return fn(*args)
 
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, job)
+        except OutsideRoot as exc:  # named by its place in the root at most; nothing of it was read
+            if "hidden" in exc.problem:
+                raise _fail(404, "a file of this checkpoint is hidden") from None
+            raise _fail(403, "a file of this checkpoint set lies outside the server root") from None
         except CheckpointError as exc:
             raise _fail(422, self._message(exc)) from None
         except FileNotFoundError:
             raise _fail(404, "the file disappeared") from None
-        except (TypeError, ValueError, OverflowError, MemoryError) as exc:  # a value the index cannot show
+        except (TypeError, ValueError, IndexError, OverflowError, MemoryError, RecursionError) as exc:
             raise _fail(422, self._relative(f"cannot read this value: {exc}")) from None
 
     def _reply(self, payload: dict[str, Any]) -> None:

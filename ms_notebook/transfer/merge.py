@@ -12,12 +12,18 @@
 
 Everything is written under a temporary name beside ``dst`` and renamed into place, so ``dst`` is either the
 old file (or absent) or the complete result; the result is opened and checked against the set's index.
+``dst`` may not be one of the set's own files or lie inside its folders, and an existing ``dst`` must be a
+regular file (a folder for ``unified``): never a device or FIFO. The temporary folder's name carries the
+merging process's id, so the leftovers of a killed merge are removed by the next merge beside it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -51,9 +57,11 @@ def merge_set(
         raise FileExistsError(f"{dst} exists: pass overwrite=True to replace it")
     if fmt == "unified" and (ck.kind != "ranks" or ck.format != "safetensors"):
         raise ValueError("format='unified' merges a set of per-rank .safetensors files")
+    _check_destination(ck, dst, fmt)
     report = progress or (lambda _f, _m: None)
     os.environ.setdefault("GLOG_v", "3")  # before MindSpore's first import, quiet its warnings
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".merging", dir=parent)
+    clean_leftovers(dst)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.{os.getpid()}.", suffix=".merging", dir=parent)
     try:
         report(0.02, "preparing")
         if ck.kind == "ranks":
@@ -69,6 +77,73 @@ def merge_set(
     merged = open_checkpoint(dst)
     report(1.0, f"merged into {os.path.basename(dst)}")
     return merged
+
+
+def _check_destination(ck: CheckpointSet, dst: str, fmt: str) -> None:
+    """CheckpointError for a destination that is one of the set's files (by path or by inode), lies inside
+    one of its folders, or exists as anything but a regular file (a folder for ``unified``)."""
+    real = os.path.realpath(dst)
+    folders = {os.path.dirname(os.path.realpath(f)) for f in ck.files}
+    if os.path.isdir(ck.path):
+        folders.add(os.path.realpath(ck.path))
+    own = {os.path.realpath(f) for f in ck.files}
+    try:
+        st = os.stat(dst)
+    except FileNotFoundError:
+        st = None
+    same_inode = st is not None and any(
+        (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino) for f in ck.files for s in _stat_or_none(f)
+    )
+    if real in own or same_inode:
+        raise CheckpointError(dst, "is one of the set's own files: merging onto it would destroy the set")
+    if real in folders:
+        raise CheckpointError(dst, "is one of the set's folders")
+    inside = [f for f in folders if os.path.commonpath([real, f]) == f]
+    if inside:  # a new file there would join the set (or shadow a rank's file) when it is opened again
+        where = os.path.basename(inside[0])
+        raise CheckpointError(dst, f"lies inside {where}/, a folder of the set's files: write it elsewhere")
+    if st is not None:
+        wanted = stat.S_ISDIR(st.st_mode) if fmt == "unified" else stat.S_ISREG(st.st_mode)
+        if not wanted:
+            kind = "a folder" if fmt == "unified" else "a regular file"
+            raise CheckpointError(dst, f"exists and is not {kind}: merge writes only {kind} there")
+
+
+def _stat_or_none(path: str) -> list[os.stat_result]:
+    try:
+        return [os.stat(path)]
+    except OSError:
+        return []
+
+
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]{1,10})\.[A-Za-z0-9_]+\.merging")
+
+
+def clean_leftovers(dst: str) -> list[str]:
+    """Remove temporary folders that killed merges onto ``dst`` left beside it (their process is gone);
+    returns the removed paths. Only folders named as merge names them, owned by this user, are touched."""
+    parent, name = os.path.split(os.path.abspath(dst))
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(parent):
+            m = _LEFTOVER.fullmatch(entry.name)
+            if not m or m["name"] != name or not entry.is_dir(follow_symlinks=False):
+                continue
+            if entry.stat(follow_symlinks=False).st_uid != os.geteuid() or _alive(int(m["pid"])):
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 # -- per-rank sets -------------------------------------------------------------------------------------------

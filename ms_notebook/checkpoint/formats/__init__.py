@@ -88,9 +88,9 @@ class RawIndex:
     crc: int | None = None  # .ckpt crc32 trailer value, when the file has one
     crc_end: int = 0  # the crc covers bytes [0, crc_end)
     files: list[str] = field(default_factory=list)  # every file values are read from; empty: the one file
-    # (size, mtime_ns, inode) of files as the reader saw them; files without one are stamped when the
-    # Checkpoint is made
-    stamps: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # (size, mtime_ns, inode, ctime_ns) of files as the reader saw them; files without one are stamped when
+    # the Checkpoint is made
+    stamps: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # name -> index in ``entries``, when the reader made one while reading (the .ckpt walk does, to merge
     # repeated names): the Checkpoint reuses the dict for its name lookup instead of building another
     positions: dict[str, int] | None = None

@@ -22,11 +22,10 @@ from typing import Any
 from ..dtypes import SAFETENSORS_TO_MS, numpy_dtype
 from ..errors import CheckpointError
 from . import RawEntry, RawIndex
-from .window import Stamp, stamp_of
+from .window import Stamp, open_regular, stamp_of
 
 _MAX_HEADER = 100 * 1024 * 1024
 _FIRST_READ = 4096  # one page: the length and a header of up to ~30 tensors; a longer one takes a second read
-_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _ITEMSIZE = {st: (ms, numpy_dtype(ms).itemsize) for st, ms in SAFETENSORS_TO_MS.items()}  # type: ignore[union-attr]
 _PAIRS = json.JSONDecoder(object_pairs_hook=tuple)  # objects as tuples of pairs: duplicates stay visible
 
@@ -48,7 +47,7 @@ def read_index(path: str) -> RawIndex:
 def read_header(path: str, file: str | None = None) -> tuple[list[RawEntry], dict[str, str], Stamp]:
     """``(entries in file order, metadata, stamp)`` of a .safetensors file; ``file`` goes on every entry
     (a set's shard). One descriptor: its fstat is the stamp, one or two reads fetch the header."""
-    fd = os.open(path, _FLAGS)
+    fd = open_regular(path)
     try:
         if hasattr(os, "posix_fadvise"):  # no readahead into the tensor bytes
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)

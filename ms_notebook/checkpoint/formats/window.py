@@ -9,10 +9,16 @@ our own descriptor) it reads only the pages asked for: a few per entry header.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
-Stamp = tuple[int, int, int]  # (size, mtime_ns, inode): what "the same file" means
+from ..errors import CheckpointError
+
+Stamp = tuple[int, int, int, int]  # (size, mtime_ns, inode, ctime_ns): what "the same file" means
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_OPEN_FLAGS |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
 
 
 class FileChanged(Exception):
@@ -20,7 +26,90 @@ class FileChanged(Exception):
 
 
 def stamp_of(st: os.stat_result) -> Stamp:
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
+    """Size, mtime, inode and ctime: ctime catches a same-size rewrite whose mtime was put back."""
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+def read_regular(path: str, limit: int, what: str) -> bytes:
+    """The whole of a small regular file (an index, a strategy), refused over ``limit`` bytes before a byte
+    is read; never more than ``limit`` bytes even if the file grows meanwhile."""
+    fd = open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise CheckpointError(path, f"{what} of {size:,} bytes is too large (at most {limit:,})")
+        parts, total = [], 0
+        while total <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+        if total > limit:
+            raise CheckpointError(path, f"{what} grew past {limit:,} bytes while it was read")
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a folder" if stat.S_ISDIR(mode) else "a special file"
+
+
+class OutsideRoot(CheckpointError):
+    """A file to be opened lies outside the folder reads are confined to, or is hidden there."""
+
+
+_ROOT: ContextVar[tuple[str, bool] | None] = ContextVar("ms_notebook_confined_root", default=None)
+
+
+@contextmanager
+def confined(root: str, allow_hidden: bool = False) -> Iterator[None]:
+    """Within this block (this thread or task), every file opened must resolve inside ``root`` and, unless
+    ``allow_hidden``, have no hidden (dot) folder or name below it: checked before the file is opened, so
+    nothing outside is ever read (the server's root)."""
+    token = _ROOT.set((os.path.realpath(root), allow_hidden))
+    try:
+        yield
+    finally:
+        _ROOT.reset(token)
+
+
+def _check_confined(path: str) -> None:
+    confinement = _ROOT.get()
+    if confinement is None:
+        return
+    root, allow_hidden = confinement
+    real = os.path.realpath(path)
+    if os.path.commonpath([real, root]) != root:
+        raise OutsideRoot(path, "lies outside the server root")
+    rel = os.path.relpath(real, root)
+    if not allow_hidden and rel != "." and any(part.startswith(".") for part in rel.split(os.sep)):
+        raise OutsideRoot(path, "is a hidden file")
+
+
+def open_regular(path: str) -> int:
+    """A read-only descriptor on ``path``, which must be a regular file: a FIFO, device or socket is a
+    CheckpointError (opened without blocking, so a FIFO with no writer cannot hang the caller). Inside
+    ``confined(root)`` the file must also resolve inside ``root``."""
+    _check_confined(path)
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise CheckpointError(path, f"is {_kind(mode)}, not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class Window:
@@ -97,7 +186,7 @@ class Window:
 @contextmanager
 def open_for_index(path: str) -> Iterator[Window]:
     """A Window over ``path`` with the kernel's readahead off for this descriptor only."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fd = open_regular(path)
     try:
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)

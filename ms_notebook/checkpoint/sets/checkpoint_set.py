@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import CheckpointError
 from ..formats import RawIndex
+from ..formats.window import open_regular
 from ..index import Checkpoint
 from .model import Holder, RankFile, SetInfo, Slice, sub_spans
 
@@ -172,7 +173,7 @@ def _length(holder: Holder) -> int:
 def _read(holder: Holder, start: int, length: int, fds: dict[str, int]) -> bytes:
     fd = fds.get(holder.file)
     if fd is None:
-        fd = fds[holder.file] = os.open(holder.file, os.O_RDONLY)
+        fd = fds[holder.file] = open_regular(holder.file)
     parts = []
     for offset, n in sub_spans(holder.spans, start, length):
         data = os.pread(fd, n, offset)

@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
 from ..dtypes import numpy_dtype
 from ..errors import CheckpointError
 from ..formats import Box, Piece, RawEntry, RawIndex
 from ..formats import ckpt as ckpt_format
 from ..formats import safetensors as st_format
+from ..formats.window import open_regular
 from .layout import LayoutError, full_shape, rank_boxes
 from .model import Holder, RankFile, SetInfo, Slice, format_box, sub_spans
-from .strategy import Layout, Strategy, merge_strategies, read_strategy
+from .strategy import MAX_DEVICES, Layout, Strategy, merge_strategies, read_strategy
 
 EXTENSIONS = {"ckpt": ".ckpt", "safetensors": ".safetensors"}
-_RANK = re.compile(r"rank_(\d+)$")
+_SAMPLE = 4096  # bytes compared at each end of a value the strategy leaves out (all of a smaller one)
+_RANK = re.compile(r"rank_([0-9]+)$")
 
 
 def rank_dirs(folder: str) -> dict[int, str]:
@@ -36,6 +38,8 @@ def rank_dirs(folder: str) -> dict[int, str]:
         path = os.path.join(folder, name)
         if not m or not os.path.isdir(path):
             continue
+        if len(m[1]) > 7 or int(m[1]) >= MAX_DEVICES:
+            raise CheckpointError(folder, f"{name[:40]}: rank numbers go up to {MAX_DEVICES - 1:,}")
         rank = int(m[1])
         if rank in out:
             raise CheckpointError(
@@ -60,7 +64,7 @@ def find_strategy_files(folder: str) -> list[str]:
 
 
 def _numbers(text: str) -> list[int]:
-    return [int(n) for n in re.findall(r"\d+", text)]
+    return [int(n) for n in re.findall(r"[0-9]{1,18}", text)]
 
 
 def _mindspore_pick(paths: list[str], fmt: str) -> tuple[str, str]:
@@ -117,7 +121,9 @@ def _format(dirs: dict[int, str], format: str | None) -> str:
     return present.pop() if present else "ckpt"
 
 
-def _strategy(folder: str, strategy: str | os.PathLike[str] | Sequence[str] | None) -> Strategy | None:
+def _strategy(
+    folder: str, strategy: str | os.PathLike[str] | Sequence[str] | None, known: Container[str] | None = None
+) -> Strategy | None:
     if strategy is None:
         paths = find_strategy_files(folder)
     elif isinstance(strategy, str | os.PathLike):
@@ -126,7 +132,7 @@ def _strategy(folder: str, strategy: str | os.PathLike[str] | Sequence[str] | No
         paths = [os.fspath(p) for p in strategy]
     if not paths:
         return None
-    return merge_strategies([read_strategy(p) for p in paths])
+    return merge_strategies([read_strategy(p, known) for p in paths])
 
 
 def _moment_of(name: str, layouts: dict[str, Layout]) -> str | None:
@@ -181,6 +187,9 @@ def _slices_of(
         boxes = rank_boxes(layout, shape)
     except LayoutError as exc:
         raise CheckpointError(origin, f"{name!r}: {exc}") from None
+    except (IndexError, ValueError, ZeroDivisionError, OverflowError) as exc:  # a layout no rule describes
+        problem = f"the layout cannot cut {list(first.shape)} ({exc})"
+        raise CheckpointError(origin, f"{name!r}: {problem}") from None
     dtype = numpy_dtype(first.ms_dtype)
     itemsize = dtype.itemsize if dtype is not None else 1
     by_box: dict[Box, list[Holder]] = {}
@@ -250,15 +259,23 @@ def read_rank_set(
     picks = {rank: _pick(rank, d, fmt, step, file) for rank, d in dirs.items()}
     reader = ckpt_format if fmt == "ckpt" else st_format
     indexes = {rank: reader.read_index(p.file) for rank, p in picks.items()}
-    strat = _strategy(folder, strategy)
-    layouts = strat.layouts if strat else {}
-    origin = strat.path if strat else folder
-
     # every name, in the lowest rank's file order, then names only later ranks hold
     per_name: dict[str, dict[int, tuple[str, RawEntry]]] = {}
     for rank, raw in indexes.items():
         for e in raw.entries:
             per_name.setdefault(e.name, {})[rank] = (picks[rank].file, e)
+    strat = _strategy(folder, strategy, per_name)  # stops at the first name no rank holds
+    layouts = strat.layouts if strat else {}
+    origin = strat.path if strat else folder
+    top = max(dirs)
+    for pname, lay in layouts.items():
+        if (lay.stage + 1) * lay.devices > top + 1:
+            stage = f" in pipeline stage {lay.stage}" if lay.stage else ""
+            raise CheckpointError(
+                origin,
+                f"the strategy cuts {pname!r} over {lay.devices} devices{stage}, but the rank folders go "
+                f"only up to rank_{top}",
+            )
     unknown = [n for n in layouts if n not in per_name]
     if unknown:
         shown = ", ".join(repr(n) for n in unknown[:3]) + (
@@ -271,6 +288,44 @@ def read_rank_set(
     used: dict[str, Layout] = {}
     inferred: dict[str, str] = {}
     replicated: list[str] = []
+    fds: dict[str, int] = {}
+    try:
+        _walk_names(per_name, layouts, strat, origin, folder, fds,
+                    entries, slices, used, inferred, replicated)  # fmt: skip
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+    info = SetInfo(
+        "ranks",
+        slices,
+        strategy=strat.files if strat else (),
+        rank_files=picks,
+        layouts=dict(used),
+        inferred=inferred,
+    )
+    read_from = {h.rank for parts in slices.values() for s in parts for h in s.holders[:1]}
+    info.replica_ranks = [r for r in dirs if r not in read_from]
+    info.notes = _notes(folder, fmt, picks, strat, info, replicated)
+    files = sorted({p.file for p in picks.values()}) + list(strat.files if strat else ())
+    raw = RawIndex(fmt, entries, files=files)
+    return raw, info
+
+
+def _walk_names(
+    per_name: dict[str, dict[int, tuple[str, RawEntry]]],
+    layouts: dict[str, Layout],
+    strat: Strategy | None,
+    origin: str,
+    folder: str,
+    fds: dict[str, int],
+    entries: list[RawEntry],
+    slices: dict[str, list[Slice]],
+    used: dict[str, Layout],
+    inferred: dict[str, str],
+    replicated: list[str],
+) -> None:
+    """Each name's full shape and slices (filling the lists and dicts passed in)."""
     for name, holders in per_name.items():
         first_rank = min(holders)
         first = holders[first_rank][1]
@@ -304,6 +359,8 @@ def read_rank_set(
                         f"{name!r} has shape {list(e.shape)} in rank_{rank} but {list(shape)} in "
                         f"rank_{first_rank}{hint}",
                     )
+            if strat and len(holders) > 1:
+                _same_on_every_rank(name, holders, fds)
             whole = tuple((0, d) for d in shape)
             parts = [
                 Slice(whole, tuple(Holder(p, tuple(e.spans), r) for r, (p, e) in sorted(holders.items())))
@@ -313,20 +370,35 @@ def read_rank_set(
         slices[name] = parts
         entries.append(_entry(name, first, shape, parts))
 
-    info = SetInfo(
-        "ranks",
-        slices,
-        strategy=strat.files if strat else (),
-        rank_files=picks,
-        layouts=dict(used),
-        inferred=inferred,
-    )
-    read_from = {h.rank for parts in slices.values() for s in parts for h in s.holders[:1]}
-    info.replica_ranks = [r for r in dirs if r not in read_from]
-    info.notes = _notes(folder, fmt, picks, strat, info, replicated)
-    files = sorted({p.file for p in picks.values()}) + list(strat.files if strat else ())
-    raw = RawIndex(fmt, entries, files=files)
-    return raw, info
+
+
+def _same_on_every_rank(name: str, holders: dict[int, tuple[str, RawEntry]], fds: dict[str, int]) -> None:
+    """CheckpointError when a value the strategy leaves out differs between ranks: they hold slices of it,
+    and showing the lowest rank's slice as the whole value would be silently wrong. Compares all of a small
+    value, and the first and last ``_SAMPLE`` bytes of a bigger one (check_replicas() compares every byte)."""
+    ranks = sorted(holders)
+
+    def sample(path: str, entry: RawEntry) -> bytes:
+        total = entry.nbytes
+        ranges = [(0, total)] if total <= 2 * _SAMPLE else [(0, _SAMPLE), (total - _SAMPLE, _SAMPLE)]
+        fd = fds.get(path)
+        if fd is None:
+            fd = fds[path] = open_regular(path)
+        out = []
+        for start, length in ranges:
+            for offset, n in sub_spans(entry.spans, start, length):
+                out.append(os.pread(fd, n, offset))
+        return b"".join(out)
+
+    reference = sample(*holders[ranks[0]])
+    for rank in ranks[1:]:
+        path, entry = holders[rank]
+        if sample(path, entry) != reference:
+            raise CheckpointError(
+                path,
+                f"{name!r} is not in the strategy, but rank_{rank} holds other values than rank_{ranks[0]}: "
+                "the ranks hold slices of it, and the strategy must name it",
+            )
 
 
 def _entry(name: str, first: RawEntry, shape: tuple[int, ...], parts: list[Slice]) -> RawEntry:
@@ -352,7 +424,13 @@ def _notes(
 ) -> list[str]:
     ranks = sorted(picks)
     span = f"rank_{ranks[0]}" if len(ranks) == 1 else f"rank_{ranks[0]} … rank_{ranks[-1]}"
-    missing = [r for r in range(ranks[-1] + 1) if r not in picks]
+    missing = []  # the first few rank numbers without a folder (numbers are bounded by MAX_DEVICES)
+    for r in range(ranks[-1] + 1):
+        if r not in picks:
+            missing.append(r)
+            if len(missing) > 8:
+                break
+    absent = ranks[-1] + 1 - len(ranks)
     notes = [
         f"{len(ranks)} ranks ({span}), {EXTENSIONS[fmt]} files, "
         + (
@@ -362,7 +440,8 @@ def _notes(
         )
     ]
     if missing:
-        notes.append("no folder for " + ", ".join(f"rank_{r}" for r in missing))
+        more = f" … ({absent} in all)" if absent > len(missing[:8]) else ""
+        notes.append("no folder for " + ", ".join(f"rank_{r}" for r in missing[:8]) + more)
     several = [p for p in picks.values() if len(p.candidates) > 1 or not p.rule.startswith("MindSpore")]
     if several:
         chosen = sorted({os.path.basename(p.file) for p in several})

@@ -21,19 +21,22 @@ from collections import Counter
 from ..errors import CheckpointError
 from ..formats import RawEntry, RawIndex
 from ..formats import safetensors as st_format
-from ..formats.window import Stamp
+from ..formats.window import Stamp, read_regular
 from .model import SetInfo
 
 INDEX_SUFFIX = ".safetensors.index.json"
 UNIFIED_MAP = "param_name_map.json"
 HYPER_PARAMS = "hyper_param.safetensors"
-_SHARD = re.compile(r"^(?P<stem>.+)-(?P<i>\d+)-of-(?P<n>\d+)\.safetensors$")
-_MAX_INDEX_BYTES = 256 << 20
+_SHARD = re.compile(r"^(?P<stem>.+)-(?P<i>[0-9]{1,9})-of-(?P<n>[0-9]{1,9})\.safetensors$")
+_MAX_INDEX_BYTES = 64 << 20  # real indexes are a few MB; parsed JSON takes ~9x its bytes
 
 
-def natural_key(name: str) -> list[object]:
-    """Sort key that orders ``part2`` before ``part10``."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+def natural_key(name: str) -> list[tuple[int, int, str]]:
+    """Sort key that orders ``part2`` before ``part10`` (runs of up to 18 ASCII digits count as numbers)."""
+    return [
+        (0, int(t), "") if t.isascii() and t.isdigit() and len(t) <= 18 else (1, 0, t)
+        for t in re.split(r"([0-9]+)", name)
+    ]
 
 
 def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -53,16 +56,12 @@ class _Duplicate(Exception):
 
 def read_weight_map(path: str) -> tuple[dict[str, str], dict[str, str]]:
     """``(weight_map, metadata)`` of an index JSON file; CheckpointError for anything malformed."""
-    size = os.path.getsize(path)
-    if size > _MAX_INDEX_BYTES:
-        raise CheckpointError(path, f"an index of {size} bytes is too large")
-    with open(path, "rb") as f:
-        text = f.read()
+    text = read_regular(path, _MAX_INDEX_BYTES, "an index")
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates)
     except _Duplicate as exc:
         raise CheckpointError(path, f"the index lists {exc.args[0]!r} twice") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: bad UTF-8, bad JSON, over 4,300 digits
         raise CheckpointError(path, f"the index is not valid JSON ({exc})") from None
     if isinstance(data, dict) and "parallel_layout_item" in data:
         raise CheckpointError(
@@ -105,7 +104,7 @@ def _read_shards(
     stored: set[str] = set()
     unlisted: list[str] = []
     for shard in shards:
-        if not os.path.isfile(shard):
+        if not os.path.lexists(shard):  # a FIFO or device is refused by the header reader, never opened
             raise CheckpointError(
                 origin, f"shard {os.path.basename(shard)} (listed for {counts[shard]} tensors) is missing"
             )
@@ -241,14 +240,16 @@ def read_shard_folder(folder: str) -> tuple[RawIndex, SetInfo]:
             raise CheckpointError(folder, f"holds several sets of shards ({kinds}): open one's index file")
         (stem, total), found = next(iter(groups.items()))
         width = len(next(iter(found.values())).rsplit("-of-", 1)[1]) - len(".safetensors")
-        missing = [i for i in range(1, total + 1) if i not in found]
-        if missing:
-            first = f"{stem}-{missing[0]:0{width}d}-of-{total:0{width}d}.safetensors"
+        inside = sum(1 for i in found if 1 <= i <= total)
+        if inside < total:  # counted from the files present: a name's numbers cost no memory or time
+            first_missing = next(i for i in range(1, total + 1) if i not in found)
+            first = f"{stem}-{first_missing:0{width}d}-of-{total:0{width}d}.safetensors"
             raise CheckpointError(
-                folder, f"shard {first} is missing ({len(missing)} of {total} shards missing)"
+                folder, f"shard {first} is missing ({total - inside:,} of {total:,} shards missing)"
             )
         chosen = [found[i] for i in range(1, total + 1)]
-        others = [n for n in names if n not in chosen]
+        kept = set(chosen)
+        others = [n for n in names if n not in kept]
         if others:
             notes.append(f"not part of the shards, left out: {', '.join(others)}")
     else:

@@ -24,12 +24,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Container
 from dataclasses import dataclass
 
 from ..errors import CheckpointError
 from ..formats.protowire import Malformed, varint
+from ..formats.window import read_regular
 
 _MAX_STRATEGY_BYTES = 256 << 20
+MAX_DEVICES = 1 << 20  # devices one layout may name (the product of its device matrix)
+MAX_DIMS = 32  # dims of a device matrix, a tensor map or a nested map entry
+_MAX_STAGE_DIGITS = 6
+_LAYOUT_KEYS = frozenset({"dev_matrix", "tensor_map", "param_split_shape", "indices_offset", "field",
+                          "opt_weight_shard_step", "opt_weight_shard_size"})  # fmt: skip
 
 MapDim = int | tuple[int, ...]
 
@@ -160,7 +167,24 @@ def _layouts(buf: bytes, start: int, stop: int) -> Layout:
     )
 
 
-def _parse_protobuf(buf: bytes) -> dict[str, Layout]:
+class _Unknown(Exception):
+    """Internal: the strategy names a parameter the set does not hold (parsing stops there)."""
+
+
+def _stage_name(raw_name: str) -> tuple[int, str]:
+    """``(stage, name)`` of ``"<stage>-<name>"`` (ASCII digits only), else ``(0, raw_name)``."""
+    head, sep, rest = raw_name.partition("-")
+    if sep and head.isascii() and head.isdigit() and len(head) <= _MAX_STAGE_DIGITS and rest:
+        return int(head), rest
+    return 0, raw_name
+
+
+def _expect(name: str, known: Container[str] | None) -> None:
+    if known is not None and _stage_name(name)[1] not in known:
+        raise _Unknown(name)
+
+
+def _parse_protobuf(buf: bytes, known: Container[str] | None = None) -> dict[str, Layout]:
     layouts: dict[str, Layout] = {}
     for number, wire, value in _fields(buf, 0, len(buf)):
         if number != 3 or wire != 2:
@@ -173,6 +197,7 @@ def _parse_protobuf(buf: bytes) -> dict[str, Layout]:
                     name = buf[ivalue[0] : ivalue[1]].decode("utf-8")
                 except UnicodeDecodeError:
                     raise Malformed(f"a parameter name is not UTF-8 text at byte {ivalue[0]}") from None
+                _expect(name, known)  # before its layout is parsed: a strategy of a million strangers stops
             elif inner == 2 and iwire == 2:
                 layout = _layouts(buf, *ivalue)
         if name is None or layout is None:
@@ -189,17 +214,21 @@ def _int_list(value: object, what: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _parse_json(text: str) -> dict[str, Layout]:
+def _parse_json(text: str, known: Container[str] | None = None) -> dict[str, Layout]:
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError also for integers of over 4,300 digits
         raise Malformed(f"not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("parallel_layout_item"), dict):
         raise Malformed("no 'parallel_layout_item' object")
     layouts: dict[str, Layout] = {}
     for name, item in data["parallel_layout_item"].items():
+        _expect(name, known)
         if not isinstance(item, dict):
             raise Malformed(f"the layout of {name!r} is not an object")
+        unknown = sorted(set(item) - _LAYOUT_KEYS)
+        if unknown:  # a misspelled key would silently count as 0
+            raise Malformed(f"the layout of {name!r} has unknown keys {', '.join(map(repr, unknown[:5]))}")
         raw_map = item.get("tensor_map")
         if not isinstance(raw_map, list):
             raise Malformed(f"the layout of {name!r} has no tensor_map list")
@@ -236,10 +265,7 @@ def _with_stages(layouts: dict[str, Layout]) -> dict[str, Layout]:
     """Strip pipeline-stage prefixes (``"1-name"``); a parameter in several stages keeps its lowest stage."""
     out: dict[str, Layout] = {}
     for raw_name, layout in layouts.items():
-        stage, name = 0, raw_name
-        head, sep, rest = raw_name.partition("-")
-        if sep and head.isdigit() and rest:
-            stage, name = int(head), rest
+        stage, name = _stage_name(raw_name)
         staged = Layout(
             layout.dev_matrix,
             layout.tensor_map,
@@ -255,24 +281,22 @@ def _with_stages(layouts: dict[str, Layout]) -> dict[str, Layout]:
     return out
 
 
-def read_strategy(path: str | os.PathLike[str]) -> Strategy:
+def read_strategy(path: str | os.PathLike[str], known: Container[str] | None = None) -> Strategy:
     """Parse one strategy file, protobuf or JSON (told apart by content); CheckpointError when it is
-    not one."""
+    not one, or (``known``: the names the set holds) when it names a parameter outside ``known``."""
     path = os.fspath(path)
-    size = os.path.getsize(path)  # FileNotFoundError for a missing file
-    if size == 0:
+    buf = read_regular(path, _MAX_STRATEGY_BYTES, "a strategy file")  # FileNotFoundError for a missing file
+    if not buf:
         raise CheckpointError(path, "the strategy file is empty")
-    if size > _MAX_STRATEGY_BYTES:
-        raise CheckpointError(path, f"a strategy file of {size} bytes is too large to be one")
-    with open(path, "rb") as f:
-        buf = f.read()
     try:
         if buf.lstrip()[:1] == b"{":
-            layouts = _parse_json(buf.decode("utf-8", errors="replace"))
+            layouts = _parse_json(buf.decode("utf-8", errors="replace"), known)
         else:
-            layouts = _parse_protobuf(buf)
+            layouts = _parse_protobuf(buf, known)
     except Malformed as exc:
         raise CheckpointError(path, f"not a MindSpore parallel strategy file: {exc}") from None
+    except _Unknown as exc:
+        raise CheckpointError(path, f"the strategy names {exc.args[0]!r}, which no rank file holds") from None
     if not layouts:
         raise CheckpointError(path, "not a MindSpore parallel strategy file: it lists no parameter layouts")
     for name, layout in layouts.items():
@@ -281,17 +305,52 @@ def read_strategy(path: str | os.PathLike[str]) -> Strategy:
 
 
 def _check(path: str, name: str, layout: Layout) -> None:
-    if any(d <= 0 for d in layout.dev_matrix):
-        raise CheckpointError(path, f"the device matrix of {name!r} is {list(layout.dev_matrix)}")
-    n = len(layout.dev_matrix)
+    """CheckpointError for a layout no real strategy holds; every size is bounded before anything uses it."""
+    dev = layout.dev_matrix
+    if len(dev) > MAX_DIMS or len(layout.tensor_map) > MAX_DIMS:
+        raise CheckpointError(
+            path, f"the layout of {name!r} has {len(dev)} device dims and {len(layout.tensor_map)} "
+            f"tensor dims (at most {MAX_DIMS} each)",
+        )  # fmt: skip
+    if any(d <= 0 for d in dev):
+        raise CheckpointError(path, f"the device matrix of {name!r} is {list(dev)}")
+    devices = 1
+    for d in dev:
+        devices *= d
+        if devices > MAX_DEVICES:
+            shown = list(dev) if len(str(list(dev))) < 200 else f"{str(list(dev))[:200]}..."
+            raise CheckpointError(
+                path, f"the device matrix of {name!r} ({shown}) names more than {MAX_DEVICES:,} devices"
+            )
+    n = len(dev)
     for dim in layout.tensor_map:
+        if isinstance(dim, tuple):
+            if not dim or len(dim) > MAX_DIMS:
+                raise CheckpointError(path, f"the tensor map of {name!r} holds a nested entry {list(dim)}")
+            if len(dim) > 1 and -1 in dim:
+                raise CheckpointError(
+                    path, f"the tensor map of {name!r} mixes -1 (not cut) into the nested entry {list(dim)}"
+                )
         for m in dim if isinstance(dim, tuple) else (dim,):
             if not -1 <= m < n:
                 raise CheckpointError(
                     path,
                     f"the tensor map of {name!r} refers to device dim {m}, but the device matrix "
-                    f"{list(layout.dev_matrix)} has {n}",
+                    f"{list(dev)} has {n}",
                 )
+    lists = (("param_split_shape", layout.split_shape), ("indices_offset", layout.indices_offset))
+    for what, values in lists:
+        if len(values) > MAX_DEVICES or any(v < 0 for v in values):
+            raise CheckpointError(path, f"the {what} of {name!r} is not a list of sizes")
+    if layout.field < 0 or layout.opt_step < 0 or layout.opt_size < -1:
+        raise CheckpointError(
+            path, f"the layout of {name!r} has field {layout.field}, opt_weight_shard_step "
+            f"{layout.opt_step}, opt_weight_shard_size {layout.opt_size}",
+        )  # fmt: skip
+    if layout.opt_size > devices:
+        raise CheckpointError(
+            path, f"the optimizer sharding of {name!r} ({layout.opt_size}) exceeds its {devices} devices"
+        )
 
 
 def merge_strategies(strategies: list[Strategy]) -> Strategy:
