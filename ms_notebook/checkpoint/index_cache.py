@@ -81,27 +81,28 @@ def cache_dir() -> Path | None:
     return Path(base) / "ms-notebook" / "index"
 
 
-def cache_file(path: str) -> Path | None:
-    """Where the saved index of the checkpoint at ``path`` lives (None: cache off)."""
+def cache_file(path: str, key: str | None = None) -> Path | None:
+    """Where the saved index of the checkpoint at ``path`` lives (None: cache off); ``key`` names a remote
+    object instead of ``path``'s real path (its URL and validator)."""
     folder = cache_dir()
     if folder is None:
         return None
-    real = os.path.realpath(path)
+    real = key if key is not None else os.path.realpath(path)
     return folder / (hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:32] + SUFFIX)
 
 
 # --- loading ------------------------------------------------------------------------------------------------
 
 
-def load(path: str, st: os.stat_result) -> Cached | None:
+def load(path: str, st: os.stat_result, key: str | None = None) -> Cached | None:
     """The saved index of ``path`` when one exists for exactly this file (``st``: ``fstat`` of the open
     checkpoint) and passes every check; None otherwise (the caller walks the file)."""
     try:
-        where = cache_file(path)
+        where = cache_file(path, key)
         if where is None:
             return None
         with open(where, "rb") as f:
-            cached = _read(f, os.path.realpath(path), st)
+            cached = _read(f, key if key is not None else os.path.realpath(path), st)
     except Exception:  # a saved index is only ever a shortcut: any doubt means walking the file
         return None
     if cached is not None:
@@ -254,16 +255,19 @@ def _objects(table: list) -> np.ndarray:
 # --- saving -------------------------------------------------------------------------------------------------
 
 
-def save(path: str, st: os.stat_result, entries: list[RawEntry], crc: int | None, crc_end: int) -> None:
+def save(
+    path: str, st: os.stat_result, entries: list[RawEntry], crc: int | None, crc_end: int,
+    key: str | None = None,
+) -> None:
     """Save the index of ``path`` (``st``: ``fstat`` of the checkpoint when it was walked); silently nothing
     when the cache is off, the file too small to be worth it, or the folder not writable."""
     if len(entries) < MIN_ENTRIES or time.time() - max(st.st_mtime, st.st_ctime) < SETTLE_S:
         return
     try:
-        where = cache_file(path)
+        where = cache_file(path, key)
         if where is None:
             return
-        pieces = _serialise(os.path.realpath(path), st, entries, crc, crc_end)
+        pieces = _serialise(key if key is not None else os.path.realpath(path), st, entries, crc, crc_end)
         if pieces is None:
             return
         where.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

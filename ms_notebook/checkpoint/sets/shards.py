@@ -58,6 +58,11 @@ def read_weight_map(path: str) -> tuple[dict[str, str], dict[str, str]]:
         raise CheckpointError(path, f"an index of {size} bytes is too large")
     with open(path, "rb") as f:
         text = f.read()
+    return parse_weight_map(path, text)
+
+
+def parse_weight_map(path: str, text: bytes) -> tuple[dict[str, str], dict[str, str]]:
+    """``read_weight_map`` of an index's bytes (``path`` names it in errors: a file or a URL)."""
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates)
     except _Duplicate as exc:
