@@ -59,23 +59,31 @@ def redact(url: str) -> str:
 
 
 class Cost:
-    """What reading cost so far: requests (tries included), bytes received and seconds spent waiting."""
+    """What reading cost so far: requests (tries included), round trips (requests sent together count once),
+    bytes received and seconds spent waiting (summed over concurrent requests)."""
 
     def __init__(self) -> None:
+        self.rounds = 0
         self.requests = 0
         self.bytes = 0
         self.seconds = 0.0
         self._lock = threading.Lock()
 
-    def add(self, requests: int = 0, nbytes: int = 0, seconds: float = 0.0) -> None:
+    def add(self, requests: int = 0, nbytes: int = 0, seconds: float = 0.0, rounds: int = 0) -> None:
         with self._lock:
+            self.rounds += rounds
             self.requests += requests
             self.bytes += nbytes
             self.seconds += seconds
 
     def snapshot(self) -> dict[str, float]:
         with self._lock:
-            return {"requests": self.requests, "bytes": self.bytes, "seconds": round(self.seconds, 4)}
+            return {
+                "requests": self.requests,
+                "round_trips": self.rounds,
+                "bytes": self.bytes,
+                "seconds": round(self.seconds, 4),
+            }
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +142,11 @@ class Transport:
             return result
         raise AssertionError("unreachable")
 
-    def _sync(self, coro_fn: Any, *args: Any) -> Any:
+    def _sync(self, coro_fn: Any, *args: Any, cost: Cost | None = None) -> Any:
         import fsspec.asyn
 
+        if cost is not None:
+            cost.add(rounds=1)
         return fsspec.asyn.sync(self.loop, coro_fn, *args)
 
     async def _fetch(self, url: str, start: int, end: int, validator: str | None, cost: Cost) -> Any:
@@ -146,7 +156,7 @@ class Transport:
 
     def fetch(self, url: str, start: int, end: int, validator: str | None, cost: Cost) -> tuple[bytes, Meta]:
         """Bytes ``[start, end)`` of ``url`` (fewer only at its end) and what the response says of it."""
-        return self._sync(self._fetch, url, start, end, validator, cost)
+        return self._sync(self._fetch, url, start, end, validator, cost, cost=cost)
 
     def fetch_many(
         self,
@@ -168,7 +178,7 @@ class Transport:
                 await asyncio.gather(*(one(*r) for r in requests), return_exceptions=return_exceptions)
             )
 
-        return self._sync(run)
+        return self._sync(run, cost=cost)
 
     def head(self, url: str, cost: Cost) -> Meta:
         """Size and validator of ``url`` (one metadata request, retried)."""
@@ -176,7 +186,7 @@ class Transport:
         async def run() -> Meta:
             return await self._retrying("asking for its size", lambda: self._head(url), cost)
 
-        return self._sync(run)
+        return self._sync(run, cost=cost)
 
 
 def _range_total(content_range: str | None) -> tuple[int, int, int] | None:
@@ -345,7 +355,7 @@ class S3Transport(Transport):
                 raise _Fatal(
                     "the object was replaced while it was read (its ETag changed); open it again"
                 ) from None
-            if "InvalidRange" in text or "416" in text:
+            if any(k in text.lower() for k in ("invalidrange", "not satisfiable", "416")):
                 raise _status_problem(416) from None
             raise _Transient(f"the request failed ({text[:200]})") from None
         except Exception as exc:  # botocore's connection errors are not OSErrors
