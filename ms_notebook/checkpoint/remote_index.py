@@ -66,6 +66,10 @@ class RemoteWindow:
             return True
         return False
 
+    def _held(self, lo: int, hi: int) -> bool:
+        i = bisect.bisect_right(self._starts, lo) - 1
+        return i >= 0 and hi <= self._starts[i] + len(self._blocks[i])
+
     def cover(self, pos: int, n: int) -> tuple[bytes, int]:
         end = min(pos + n, self.size)
         if self.base <= pos and end <= self.base + self.valid:
@@ -99,7 +103,7 @@ class RemoteWindow:
         wanted: list[tuple[int, int]] = []
         for lo, hi in ranges:
             hi = min(hi, self.size)
-            if lo >= hi or self.base <= lo < hi <= self.limit:
+            if lo >= hi or self.base <= lo < hi <= self.limit or self._held(lo, hi):
                 continue
             if wanted and lo - wanted[-1][1] <= self.GAP:  # a small gap costs less than another request
                 wanted[-1] = (wanted[-1][0], max(hi, wanted[-1][1]))

@@ -140,6 +140,9 @@ class HeaderPrefetch:
 
     def _request(self, ranges: list[tuple[int, int]]) -> None:
         """Ask the kernel to read these byte ranges (merged per page) in the background."""
+        if self.fetch is not None:  # a remote object: exactly these ranges (no pages), requested together;
+            self.fetch(ranges)  # the fetcher skips those it holds (a corrected prediction is fetched again)
+            return
         merged: list[list[int]] = []
         for lo, hi in ranges:
             if hi <= self.requested_to:
@@ -151,10 +154,6 @@ class HeaderPrefetch:
                 merged.append([lo, hi])
         if merged:
             self.requested_to = merged[-1][1]
-        if self.fetch is not None:
-            if merged:
-                self.fetch([(lo, hi) for lo, hi in merged])
-            return
         try:
             for lo, hi in merged:
                 os.posix_fadvise(self.fd, lo, hi - lo, os.POSIX_FADV_WILLNEED)
