@@ -20,6 +20,7 @@ pytest.importorskip("moto")
 from ms_notebook.checkpoint import CheckpointError, CheckpointSet, open_checkpoint  # noqa: E402
 from tests.ckpt_wire import write_ckpt, write_safetensors  # noqa: E402
 from tests.remote_servers import FaultProxy, moto_s3, nginx, s3_env, s3_options  # noqa: E402
+from tests.set_support import EXTRA, OMIT, rich_set, write_rank_set  # noqa: E402
 
 DTYPES = ["float16", "float32", "float64", "bfloat16", "int8", "int16", "int32", "int64", "uint8", "bool_"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +76,8 @@ def zoo(tmp_path_factory) -> Path:
     st = (www / "dtypes.safetensors").read_bytes()
     (www / "bad-header.safetensors").write_bytes((len(st) * 2).to_bytes(8, "little") + st[8:])
     (www / "bad-encrypted.ckpt").write_bytes(b"\xd8\x5e\x3a\x7f" + bytes(64))
+    fulls, layouts = rich_set()
+    write_rank_set(www / "run", fulls, layouts, ranks=8, extra=EXTRA, omit=OMIT)
     return www
 
 
@@ -93,8 +96,9 @@ def s3(zoo, tmp_path_factory) -> tuple[str, dict]:
         options = s3_options(endpoint)
         fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
         fs.mkdir("zoo")
-        for p in sorted(zoo.iterdir()):
-            fs.put(str(p), f"zoo/{p.name}")
+        for p in sorted(zoo.rglob("*")):
+            if p.is_file():
+                fs.put(str(p), f"zoo/{p.relative_to(zoo).as_posix()}")
         yield "s3://zoo", options, fs
 
 
@@ -162,6 +166,27 @@ def test_a_shard_index_url_opens_the_set_with_one_request_per_shard(zoo, http, s
     _same(local, remote)
     assert remote.remote["requests"] == 1 + 3
     assert remote.notes[0] == local.notes[0]
+
+
+@pytest.mark.parametrize("kind", ["http", "s3"])
+def test_a_folder_url_of_rank_files_is_assembled_like_the_local_folder(zoo, http, s3, kind):
+    local = open_checkpoint(zoo / "run")
+    remote = _remote(kind, http, s3, "run/")
+    assert isinstance(remote, CheckpointSet) and remote.kind == "ranks"
+    _same(local, remote)  # sliced values assembled from ranged reads of 8 rank files
+    assert {r: os.path.basename(f.file) for r, f in remote.rank_files.items()} == {
+        r: os.path.basename(f.file) for r, f in local.rank_files.items()
+    }
+    assert [s.box for s in remote.slices("block.weight")] == [s.box for s in local.slices("block.weight")]
+    assert remote.strategy[0].endswith("/run/strategy.ckpt")
+
+
+def test_a_rank_folder_url_with_a_strategy_url(zoo, http):
+    local = open_checkpoint(zoo / "run", strategy=zoo / "run" / "strategy.ckpt")
+    remote = open_checkpoint(f"{http}/run", strategy=f"{http}/run/strategy.ckpt")
+    _same(local, remote)
+    with pytest.raises(CheckpointError, match="holds no rank_N folders"):
+        open_checkpoint(f"{http}/", strategy=f"{http}/run/strategy.ckpt")
 
 
 def test_a_missing_shard_is_named_as_locally(zoo, http):

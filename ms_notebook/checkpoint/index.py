@@ -51,18 +51,17 @@ def open_checkpoint(
 
     ``path`` may be a URL (``https://``, ``s3://``, any scheme fsspec knows): the object is read by range
     requests, never downloaded; ``storage_options`` go to its filesystem (credentials, ``endpoint_url`` in
-    ``client_kwargs``, ``timeout``, ``retries``). A ``*.safetensors.index.json`` URL opens its shards.
+    ``client_kwargs``, ``timeout``, ``retries``). A ``*.safetensors.index.json`` URL opens its shards, a
+    folder URL ending in ``/`` (or with ``strategy=`` a URL) its ``rank_N/`` files (listed through fsspec).
 
     Raises FileNotFoundError for a missing file and CheckpointError for anything malformed or encrypted.
     """
     from .sets import is_set_path, open_set  # sets build on this module
 
     if is_url(path):
-        if strategy is not None or step is not None or file is not None:
-            raise ValueError("strategy=, step= and file= apply to local folders of rank_N/ files")
         from .remote_index import open_remote
 
-        return open_remote(path, storage_options, format)  # type: ignore[arg-type]
+        return open_remote(str(path), storage_options, format, strategy=strategy, step=step, file=file)
     if storage_options is not None:
         raise ValueError("storage_options= applies to URLs, not to local paths")
     if is_set_path(path):

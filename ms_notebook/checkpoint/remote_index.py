@@ -25,7 +25,7 @@ from .formats import ckpt as ckpt_format
 from .formats import safetensors as st_format
 from .formats.protowire import Malformed
 from .formats.window import FileChanged
-from .remote import FIRST_READ, Cost, RemoteSource, Transport, redact, transport_for
+from .remote import FIRST_READ, Cost, RemoteSource, Transport, is_url, redact, transport_for
 
 _MAX_INDEX_BYTES = 256 << 20
 
@@ -289,12 +289,109 @@ def read_index_set(url: str, transport: Transport, cost: Cost) -> tuple[RawIndex
     return raw, SetInfo("shards", {}, notes)
 
 
+# --- a folder of rank_N/ files -----------------------------------------------------------------------------
+
+
+class RemoteFiles:
+    """``sets.ranks.LocalFiles`` over URLs: folders listed through fsspec (S3 listings, an HTTP server's index
+    page), rank files indexed and strategy files read by range requests. Each listing counts as a request."""
+
+    def __init__(self, url: str, transport: Transport, cost: Cost) -> None:
+        self.scheme = url.split("://", 1)[0].lower()
+        self.transport = transport
+        self.cost = cost
+        self.fs: Any = getattr(transport, "fs", None)
+        self._listed: dict[str, dict[str, str]] = {}
+        self._stamps: dict[str, Any] = {}
+
+    def _list(self, path: str) -> dict[str, str]:
+        path = path.rstrip("/")
+        if path not in self._listed:
+            target = path + "/" if self.scheme in ("http", "https") else path
+            self.cost.add(requests=1, rounds=1)
+            try:
+                found = self.fs.ls(target, detail=True)
+            except (FileNotFoundError, NotADirectoryError):
+                found = []
+            except Exception as exc:
+                raise CheckpointError(
+                    redact(path), f"cannot list the folder ({type(exc).__name__})"
+                ) from None
+            self._listed[path] = {
+                e["name"].rstrip("/").rsplit("/", 1)[-1]: e.get("type", "file")
+                for e in found
+                if e["name"].rstrip("/") != path
+            }
+        return self._listed[path]
+
+    def listdir(self, path: str) -> list[str]:
+        return list(self._list(path))
+
+    def isdir(self, path: str) -> bool:
+        parent, _, name = path.rstrip("/").rpartition("/")
+        return self._list(parent).get(name) == "directory"
+
+    def isfile(self, path: str) -> bool:
+        parent, _, name = path.rstrip("/").rpartition("/")
+        return self._list(parent).get(name) == "file"
+
+    def read_index(self, path: str, fmt: str) -> RawIndex:
+        source = RemoteSource(path, self.transport, self.cost)
+        first = _first(source)
+        if source.size == 0:
+            raise CheckpointError(source.display, "the file is empty")
+        raw = read_ckpt(source, first) if fmt == "ckpt" else read_safetensors(source, first)
+        self._stamps.update(raw.stamps)
+        return raw
+
+    def read_strategy(self, path: str) -> Any:
+        from .sets.strategy import _MAX_STRATEGY_BYTES, parse_strategy
+
+        source = RemoteSource(path, self.transport, self.cost)
+        buf = _first(source, 1 << 20)
+        if source.size == 0:
+            raise CheckpointError(source.display, "the strategy file is empty")
+        if source.size > _MAX_STRATEGY_BYTES:
+            raise CheckpointError(
+                source.display, f"a strategy file of {source.size} bytes is too large to be one"
+            )
+        if source.size > len(buf):
+            buf += source.read(len(buf), source.size)
+        self._stamps[source.display] = source.stamp
+        return parse_strategy(source.display, buf)
+
+    def stamps(self) -> dict[str, Any]:
+        return dict(self._stamps)
+
+
+def read_rank_folder(
+    url: str, transport: Transport, cost: Cost, strategy: Any, format: str | None, step: Any, file: Any
+) -> tuple[RawIndex, Any]:
+    """A folder URL of ``rank_N/`` files (and the strategy file: ``strategy=`` a URL, or found in it)."""
+    from .sets.ranks import read_rank_set
+
+    if isinstance(strategy, str) and not is_url(strategy):
+        raise ValueError("strategy= of a remote set must be a URL as well")
+    files = RemoteFiles(url, transport, cost)
+    return read_rank_set(url.rstrip("/"), strategy=strategy, format=format, step=step, file=file,
+                         files=files)  # type: ignore[arg-type]  # fmt: skip
+
+
 # --- open ---------------------------------------------------------------------------------------------------
 
 
-def open_remote(url: str, storage_options: dict[str, Any] | None = None, format: str | None = None) -> Any:
-    """A Checkpoint (or CheckpointSet) over the object at ``url``; ``ck.remote`` says where it is and what
-    listing it cost (requests, bytes, seconds)."""
+def open_remote(
+    url: str,
+    storage_options: dict[str, Any] | None = None,
+    format: str | None = None,
+    *,
+    strategy: Any = None,
+    step: Any = None,
+    file: Any = None,
+) -> Any:
+    """A Checkpoint (or CheckpointSet) over the object at ``url`` (a folder URL ending in ``/``, or with
+    ``strategy=`` a URL: a set of ``rank_N/`` files); ``ck.remote`` says where it is and what listing it cost
+    (requests, round trips, bytes, seconds)."""
     from .index import FORMATS, Checkpoint, paused_gc
 
     if format is not None and format not in FORMATS:
@@ -302,11 +399,17 @@ def open_remote(url: str, storage_options: dict[str, Any] | None = None, format:
     cost = Cost()
     transport = transport_for(url, storage_options)
     t0 = time.perf_counter()
-    if redact(url).split("?")[0].endswith(".json"):
+    ranks = url.endswith("/") or strategy is not None or step is not None or file is not None
+    if ranks or redact(url).split("?")[0].endswith(".json"):
         from .sets.checkpoint_set import CheckpointSet
 
-        raw, info = read_index_set(url, transport, cost)
-        ck: Any = CheckpointSet.build(redact(url), raw, info)
+        if ranks:
+            raw, info = read_rank_folder(url, transport, cost, strategy, format, step, file)
+            path = redact(url).rstrip("/") + "/"  # a folder: its root is itself
+        else:
+            raw, info = read_index_set(url, transport, cost)
+            path = redact(url)
+        ck: Any = CheckpointSet.build(path, raw, info)
     else:
         source = RemoteSource(url, transport, cost)
         first = _first(source)

@@ -266,6 +266,11 @@ def read_strategy(path: str | os.PathLike[str]) -> Strategy:
         raise CheckpointError(path, f"a strategy file of {size} bytes is too large to be one")
     with open(path, "rb") as f:
         buf = f.read()
+    return parse_strategy(path, buf)
+
+
+def parse_strategy(path: str, buf: bytes) -> Strategy:
+    """``read_strategy`` of a strategy file's bytes (``path`` names it: a file or a URL)."""
     try:
         if buf.lstrip()[:1] == b"{":
             layouts = _parse_json(buf.decode("utf-8", errors="replace"))
