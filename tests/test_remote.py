@@ -321,6 +321,44 @@ def test_a_server_ignoring_range_is_stopped_not_downloaded(proxy):
     assert proxy.requests == 1 and time.monotonic() - t0 < 5
 
 
+@pytest.fixture
+def s3_proxy(s3):
+    endpoint = s3[1]["client_kwargs"]["endpoint_url"]
+    host, port = endpoint.split("//")[1].split(":")
+    with FaultProxy((host, int(port))) as p:
+        yield p, s3_options(p.url(), timeout=2.0, retries=2)
+
+
+def test_s3_faults_are_named_and_retried(s3_proxy, zoo):
+    proxy, options = s3_proxy
+    proxy.faults, proxy.status = 2, 503
+    ck = open_checkpoint("s3://zoo/small.ckpt", storage_options=options)
+    _same(open_checkpoint(zoo / "small.ckpt"), ck)
+    assert ck.remote["requests"] >= 3
+    proxy.faults, proxy.status = 0, None
+    proxy.strip_range = True
+    with pytest.raises(CheckpointError, match="ignores Range requests") as err:
+        open_checkpoint("s3://zoo/model.ckpt", storage_options=options)
+    assert err.value.path == "s3://zoo/model.ckpt" and "stopped rather than download" in err.value.problem
+
+
+def test_any_other_fsspec_filesystem_reads_by_range(zoo):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/zoo/model.safetensors", (zoo / "model.safetensors").read_bytes())
+    fs.pipe("/zoo/small.ckpt", (zoo / "small.ckpt").read_bytes())
+    try:
+        for name in ("model.safetensors", "small.ckpt"):
+            remote = open_checkpoint(f"memory://zoo/{name}")
+            _same(open_checkpoint(zoo / name), remote)
+        with pytest.raises(CheckpointError, match="not found") as err:
+            open_checkpoint("memory://zoo/absent.ckpt")
+        assert err.value.path == "memory://zoo/absent.ckpt"
+    finally:
+        fs.rm("/zoo", recursive=True)
+
+
 def test_cli_inspects_a_url(http):
     out = subprocess.run(
         [sys.executable, "-m", "ms_notebook", "inspect", f"{http}/model.safetensors.index.json", "--json"],

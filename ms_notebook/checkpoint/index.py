@@ -21,7 +21,7 @@ from .formats import safetensors as st_format
 from .formats.window import FileChanged, open_for_index
 from .groups import WEIGHTS, classify
 from .info import TensorInfo
-from .remote import RemoteStamp, is_url
+from .remote import RemoteStamp, is_url, redact
 from .stats import TensorStats, compute_histogram, compute_stats, summarize
 from .summaries import SUMMARIES, TensorSummary
 from .tree import Node, build_tree, format_size, render
@@ -147,6 +147,8 @@ class Checkpoint:
 
     def __init__(self, path: str | os.PathLike[str], format: str | None = None) -> None:
         path = os.fspath(path)
+        if is_url(path):
+            raise CheckpointError(redact(path), "is a URL: open it with open_checkpoint(url)")
         if os.path.isdir(path):
             raise CheckpointError(path, "is a directory: open it with open_checkpoint() to read it as a set")
         os.stat(path)  # FileNotFoundError for a missing file

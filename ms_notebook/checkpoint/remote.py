@@ -368,19 +368,23 @@ class S3Transport(Transport):
             kwargs["IfMatch"] = validator[5:]
         resp = await self._call("get_object", **kwargs)
         span = _range_total(resp.get("ContentRange"))
+        body = resp["Body"]
+        if span is None:  # the whole object: read it only when it is no more than was asked for
+            size = want = int(resp.get("ContentLength", -1))
+            if size < 0 or start != 0 or size > end - start:
+                await body.aclose()
+                shown = "an unknown number of" if size < 0 else f"{size:,}"
+                raise _Fatal(
+                    f"the store ignores Range requests: it answered with the whole object ({shown} bytes) to "
+                    f"a request for bytes {start}..{end}; stopped rather than download it"
+                )
+        else:
+            size, want = span[2], span[1] - span[0] + 1
         try:
-            body = resp["Body"]
             async with body:
                 data = await body.read()
         except Exception as exc:
             raise _Transient(f"the connection was reset ({type(exc).__name__})") from None
-        if span is None:
-            size = int(resp.get("ContentLength", len(data)))
-            if start != 0 or size > end - start:
-                raise _Fatal("the store ignores Range requests; stopped rather than download the object")
-            want = size
-        else:
-            size, want = span[2], span[1] - span[0] + 1
         if len(data) < want:
             raise _Transient(f"the connection closed after {len(data):,} of {want:,} bytes")
         meta = Meta(size, _validator(resp.get("ETag"), str(resp.get("LastModified") or "") or None))
