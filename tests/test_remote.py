@@ -179,6 +179,9 @@ def test_a_folder_url_of_rank_files_is_assembled_like_the_local_folder(zoo, http
     }
     assert [s.box for s in remote.slices("block.weight")] == [s.box for s in local.slices("block.weight")]
     assert remote.strategy[0].endswith("/run/strategy.ckpt")
+    with pytest.raises(CheckpointError, match="download the set first"):
+        remote.merge(zoo / "never-written.ckpt")
+    assert not (zoo / "never-written.ckpt").exists()
 
 
 def test_a_rank_folder_url_with_a_strategy_url(zoo, http):
@@ -374,9 +377,16 @@ def test_cli_inspects_a_url(http):
     assert "small.ckpt" in text and f"listed from {http}/small.ckpt with" in text
 
 
-def test_browser_header_says_where_it_is_and_what_listing_cost(http):
+def test_browser_header_says_where_it_is_and_what_listing_cost(http, zoo):
     from ms_notebook.widgets.browser import CheckpointBrowser
 
     ck = open_checkpoint(f"{http}/model.safetensors")
-    header = CheckpointBrowser(ck).header.value
+    browser = CheckpointBrowser(ck)
+    header = browser.header.value
     assert f"remote: {http}/model.safetensors" in header and "listed with 1 request," in header
+    local = CheckpointBrowser(open_checkpoint(zoo / "model.safetensors"))
+    assert "remote:" not in local.header.value
+    browser.select("layers.3.weight")  # details: statistics and histogram by range reads
+    assert browser.static_html() and ck.is_described("layers.3.weight")
+    rank_set = CheckpointBrowser(open_checkpoint(f"{http}/run/"))
+    assert rank_set.merge is None and "per-rank files of a distributed run" in rank_set.header.value

@@ -108,7 +108,9 @@ class CheckpointBrowser(StaticRendering, W.VBox):
         self._missing: dict[str, MissingParam] = {}
 
         self.header = W.HTML(header_html(self.checkpoint) + set_header_html(self.checkpoint))
-        self.merge = MergeControl(self.checkpoint) if isinstance(self.checkpoint, CheckpointSet) else None
+        is_set = isinstance(self.checkpoint, CheckpointSet)
+        # a remote set is read by ranges: merging (MindSpore's tools on whole files) needs it downloaded
+        self.merge = MergeControl(self.checkpoint) if is_set and self.checkpoint.remote is None else None
         self.show_optimizer = W.Checkbox(False, description="optimizer state", indent=False)
         self.show_extra = W.Checkbox(False, description="extra values", indent=False)
         self.only_problems = W.Checkbox(False, description="only problems", indent=False, disabled=True)
