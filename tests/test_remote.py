@@ -75,6 +75,8 @@ def zoo(tmp_path_factory) -> Path:
     (www / "bad-text.ckpt").write_bytes(b"hello, this is not a checkpoint\n" * 4)
     st = (www / "dtypes.safetensors").read_bytes()
     (www / "bad-header.safetensors").write_bytes((len(st) * 2).to_bytes(8, "little") + st[8:])
+    many = {f"model.layers.{i}.w": ("F16", [2], bytes(4)) for i in range(4000)}  # a ~250 KB header
+    write_safetensors(www / "big-header.safetensors", many)
     (www / "bad-encrypted.ckpt").write_bytes(b"\xd8\x5e\x3a\x7f" + bytes(64))
     fulls, layouts = rich_set()
     write_rank_set(www / "run", fulls, layouts, ranks=8, extra=EXTRA, omit=OMIT)
@@ -128,8 +130,9 @@ def _same(local, remote) -> None:
 @pytest.mark.parametrize("kind", ["http", "s3"])
 @pytest.mark.parametrize(
     "name",
-    ["dtypes.ckpt", "dtypes.safetensors", "model.ckpt", "model.safetensors", "small.ckpt", "split.ckpt"],
-)
+    ["dtypes.ckpt", "dtypes.safetensors", "model.ckpt", "model.safetensors", "small.ckpt", "split.ckpt",
+     "big-header.safetensors"],
+)  # fmt: skip
 def test_every_entry_and_value_equals_the_local_file(zoo, http, s3, kind, name):
     local = open_checkpoint(zoo / name)
     remote = _remote(kind, http, s3, name)
@@ -146,6 +149,7 @@ def test_every_entry_and_value_equals_the_local_file(zoo, http, s3, kind, name):
 def test_safetensors_header_is_one_request_and_the_ckpt_walk_stays_small(http, zoo):
     st = open_checkpoint(f"{http}/model.safetensors")
     assert st.remote["requests"] == 1
+    assert open_checkpoint(f"{http}/big-header.safetensors").remote["requests"] == 2  # a header over 100 KB
     os.environ["MS_NOTEBOOK_INDEX_CACHE"], saved = "off", os.environ.get("MS_NOTEBOOK_INDEX_CACHE", "")
     try:
         ck = open_checkpoint(f"{http}/model.ckpt")
@@ -371,7 +375,8 @@ def test_cli_inspects_a_url(http):
     assert data["path"] == f"{http}/model.safetensors.index.json" and data["remote"]["requests"] == 4
     assert data["set"]["kind"] == "shards" and data["num_params"] == 3 * 5 * 32
     text = subprocess.run(
-        [sys.executable, "-m", "ms_notebook", "inspect", f"{http}/small.ckpt", "--depth", "1"],
+        [sys.executable, "-m", "ms_notebook", "inspect", f"{http}/small.ckpt", "--depth", "1",
+         "--storage-option", "retries=1", "--storage-option", 'headers={"X-Test": "1"}'],
         capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     ).stdout  # fmt: skip
     assert "small.ckpt" in text and f"listed from {http}/small.ckpt with" in text

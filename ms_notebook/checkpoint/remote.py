@@ -12,7 +12,7 @@ resets and 5xx answers are retried ``RETRIES`` times with backoff, then named. E
 naming the URL with credentials removed (user:password and the query string of presigned URLs).
 HTTP goes through fsspec's aiohttp session, S3 through s3fs's client (both answer with the response headers
 a ranged read needs: size and validator come with the first range, no extra request); any other fsspec
-filesystem through ``info``, ``cat_file`` and ``cat_ranges``.
+filesystem through ``info`` (size and validator) and ``cat_file`` per range, ranges run concurrently.
 """
 
 from __future__ import annotations
@@ -245,7 +245,8 @@ class HttpTransport(Transport):
 
         headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
         if validator and validator.startswith("etag:"):
-            headers["If-Match"] = validator[5:]
+            if not validator.startswith("etag:W/"):  # a weak ETag never matches If-Match: compared below
+                headers["If-Match"] = validator[5:]
         elif validator and validator.startswith("last-modified:"):
             headers["If-Unmodified-Since"] = validator[14:]
         session = await self.fs.set_session()
