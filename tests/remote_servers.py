@@ -114,14 +114,16 @@ def s3_options(endpoint: str, **extra: object) -> dict:
 
 class FaultProxy:
     """An HTTP proxy in front of ``upstream`` (host, port), one request per connection. Settings apply to
-    every request (``delay_s``, ``strip_range``) or to the next ``faults`` requests (``status``: answer it
-    instead; ``reset_after``: send the headers and that many body bytes, then reset; ``silent``: answer
-    nothing for ``silent_s``). ``requests`` counts requests, ``ranges`` the Range headers seen."""
+    every request (``delay_s``, ``strip_range``, ``widen_range``: ask for all from byte 0) or to the next
+    ``faults`` requests (``status``: answer it instead; ``reset_after``: send the headers and that many body
+    bytes, then reset; ``silent_s``: answer nothing for that long). ``requests`` counts requests, ``ranges``
+    the Range headers seen."""
 
     def __init__(self, upstream: tuple[str, int], delay_s: float = 0.0) -> None:
         self.upstream = upstream
         self.delay_s = delay_s
         self.strip_range = False
+        self.widen_range = False
         self.faults = 0
         self.status: int | None = None
         self.reset_after: int | None = None
@@ -180,6 +182,8 @@ class FaultProxy:
             time.sleep(self.delay_s)
         if self.strip_range:
             headers = [h for h in headers if not h.lower().startswith(b"range:")]
+        if self.widen_range:  # the server then answers 206 with far more than was asked for
+            headers = [b"Range: bytes=0-" if h.lower().startswith(b"range:") else h for h in headers]
         if fault and self.silent_s:
             time.sleep(self.silent_s)
             return

@@ -366,6 +366,14 @@ def test_any_other_fsspec_filesystem_reads_by_range(zoo):
         fs.rm("/zoo", recursive=True)
 
 
+def test_a_server_answering_more_than_asked_for_is_stopped(proxy):
+    proxy.widen_range = True
+    with pytest.raises(
+        CheckpointError, match=r"answered bytes 'bytes 0-\d+/\d+' to a request for bytes 0\.\.102400"
+    ):
+        open_checkpoint(proxy.url("/model.ckpt"), storage_options=FAST)
+
+
 def test_cli_inspects_a_url(http):
     out = subprocess.run(
         [sys.executable, "-m", "ms_notebook", "inspect", f"{http}/model.safetensors.index.json", "--json"],

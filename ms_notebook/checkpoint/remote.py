@@ -255,7 +255,7 @@ class HttpTransport(Transport):
                 meta_validator = _validator(r.headers.get("ETag"), r.headers.get("Last-Modified"))
                 if r.status == 206:
                     span = _range_total(r.headers.get("Content-Range"))
-                    if span is None or span[0] != start:
+                    if span is None or span[0] != start or span[1] >= end:  # never more than asked for
                         raise _Fatal(f"the server answered bytes {r.headers.get('Content-Range')!r} to a "
                                      f"request for bytes {start}..{end}")  # fmt: skip
                     size = span[2]
@@ -379,6 +379,11 @@ class S3Transport(Transport):
                     f"the store ignores Range requests: it answered with the whole object ({shown} bytes) to "
                     f"a request for bytes {start}..{end}; stopped rather than download it"
                 )
+        elif span[0] != start or span[1] >= end:  # never more than asked for
+            await body.aclose()
+            raise _Fatal(
+                f"the store answered bytes {resp.get('ContentRange')!r} to a request for bytes {start}..{end}"
+            )
         else:
             size, want = span[2], span[1] - span[0] + 1
         try:
