@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 8888
 export GLOG_v ?= 3
 
-.PHONY: lab test test-oldest lint bench chromium clean screenshots
+.PHONY: lab test test-oldest lint bench chromium nginx clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
+# Debian's nginx for the remote-checkpoint tests and benchmark (started by them as a plain process).
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx-light; }
+
 # The demo checkpoint is built once into the user's cache; a copy beside the notebooks opens in the
 # Checkpoint Viewer from the file browser.
 lab: $(VENV)/.installed
@@ -37,7 +43,7 @@ lab: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check ms_notebook tests benchmarks
 
-test: $(VENV)/.installed chromium lint
+test: $(VENV)/.installed chromium nginx lint
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 # The MindSpore-facing tests (transfer, runs, launch, set merge and MindSpore's merge references) against the oldest MindSpore the package supports, in a
@@ -66,7 +72,7 @@ screenshots: $(VENV)/.installed chromium
 	cp test-artifacts/readme/studio-run.png docs/images/studio.png
 	cp test-artifacts/readme/studio-narrow-dark.png docs/images/studio-narrow-dark.png
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed nginx
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -14,7 +14,17 @@ from collections.abc import Callable, Sequence
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="print what a .ckpt or .safetensors file holds, without loading it")
-    p.add_argument("path", help="checkpoint file (.ckpt or .safetensors; detected from the content)")
+    p.add_argument(
+        "path", help="checkpoint file (.ckpt or .safetensors; detected from the content) or URL (https://, s3://)"
+    )
+    p.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="for a URL: an fsspec storage option (VALUE as JSON if it parses), e.g. "
+        '\'client_kwargs={"endpoint_url": "http://127.0.0.1:9000"}\'; credentials best from the environment',
+    )
     p.add_argument("--depth", type=int, default=None, help="levels of the name tree to show (default: all)")
     p.add_argument("--group", choices=["weights", "optimizer", "extra"], help="only entries of this group")
     p.add_argument(
@@ -39,6 +49,15 @@ def _open(args: argparse.Namespace):
     from .checkpoint import open_checkpoint
 
     sets = {"strategy": args.strategy, "step": args.step, "file": args.file}
+    options = {}
+    for item in getattr(args, "storage_option", None) or []:
+        key, _, value = item.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    if options:
+        sets["storage_options"] = options
     return open_checkpoint(args.path, **{k: v for k, v in sets.items() if v is not None})
 
 
@@ -58,11 +77,16 @@ def _inspect(args: argparse.Namespace) -> int:
             "num_params": ck.num_params,
             "tree": ck.tree(args.group).to_dict(args.depth),
             "set": describe_set(ck),
+            "remote": ck.remote,
         }
         json.dump(out, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         print(ck.summary(depth=args.depth, group=args.group))
+        if ck.remote is not None:
+            r = ck.remote
+            cost = f"{r['requests']} requests, {r['bytes']:,} bytes, {r['wall_s']:.2f} s"
+            print(f"\nlisted from {r['url']} with {cost}")
         if args.verify:
             print("\ncrc: ok")
     return 0

@@ -21,6 +21,7 @@ from .formats import safetensors as st_format
 from .formats.window import FileChanged, open_for_index, stamp_of
 from .groups import WEIGHTS, classify
 from .info import TensorInfo
+from .remote import RemoteStamp, is_url, redact
 from .stats import TensorStats, compute_histogram, compute_stats, summarize
 from .summaries import SUMMARIES, TensorSummary
 from .tree import Node, build_tree, format_size, render
@@ -39,6 +40,7 @@ def open_checkpoint(
     strategy: str | os.PathLike[str] | Sequence[str] | None = None,
     step: int | str | None = None,
     file: str | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> Checkpoint:
     """Index a MindSpore ``.ckpt`` or ``.safetensors`` file (format detected from its content), or a set of
     files read as one checkpoint: a folder or ``*.safetensors.index.json`` of shards, a folder of ``rank_N/``
@@ -47,10 +49,21 @@ def open_checkpoint(
 
     Only headers are read; tensor values are read when asked for.
 
+    ``path`` may be a URL (``https://``, ``s3://``, any scheme fsspec knows): the object is read by range
+    requests, never downloaded; ``storage_options`` go to its filesystem (credentials, ``endpoint_url`` in
+    ``client_kwargs``, ``timeout``, ``retries``). A ``*.safetensors.index.json`` URL opens its shards, a
+    folder URL ending in ``/`` (or with ``strategy=`` a URL) its ``rank_N/`` files (listed through fsspec).
+
     Raises FileNotFoundError for a missing file and CheckpointError for anything malformed or encrypted.
     """
     from .sets import is_set_path, open_set  # sets build on this module
 
+    if is_url(path):
+        from .remote_index import open_remote
+
+        return open_remote(str(path), storage_options, format, strategy=strategy, step=step, file=file)
+    if storage_options is not None:
+        raise ValueError("storage_options= applies to URLs, not to local paths")
     if is_set_path(path):
         return open_set(path, format=format, strategy=strategy, step=step, file=file)
     if strategy is not None or step is not None or file is not None:
@@ -130,8 +143,12 @@ class Checkpoint:
     CheckpointError when it was truncated, rewritten or replaced.
     """
 
+    remote: dict[str, Any] | None = None  # a remote checkpoint: its URL and what listing it cost
+
     def __init__(self, path: str | os.PathLike[str], format: str | None = None) -> None:
         path = os.fspath(path)
+        if is_url(path):
+            raise CheckpointError(redact(path), "is a URL: open it with open_checkpoint(url)")
         if os.path.isdir(path):
             raise CheckpointError(path, "is a directory: open it with open_checkpoint() to read it as a set")
         os.stat(path)  # FileNotFoundError for a missing file
@@ -455,6 +472,9 @@ class Checkpoint:
     def _check_unchanged(self) -> None:
         """CheckpointError when a file read from was removed, rewritten, replaced or resized since opening."""
         for file, stamp in self._stamps.items():
+            if isinstance(stamp, RemoteStamp):
+                stamp.source.check_unchanged()
+                continue
             try:
                 st = os.stat(file)
             except FileNotFoundError:

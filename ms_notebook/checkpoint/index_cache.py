@@ -95,12 +95,13 @@ def cache_dir() -> Path | None:
     return Path(base) / "ms-notebook" / "index"
 
 
-def cache_file(path: str) -> Path | None:
-    """Where the saved index of the checkpoint at ``path`` lives (None: cache off)."""
+def cache_file(path: str, key: str | None = None) -> Path | None:
+    """Where the saved index of the checkpoint at ``path`` lives (None: cache off); ``key`` names a remote
+    object instead of ``path``'s real path (its URL and validator)."""
     folder = cache_dir()
     if folder is None:
         return None
-    real = os.path.realpath(path)
+    real = key if key is not None else os.path.realpath(path)
     return folder / (hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:32] + SUFFIX)
 
 
@@ -151,22 +152,22 @@ def secret_key(folder: Path, create: bool = True) -> bytes | None:
 # --- loading ------------------------------------------------------------------------------------------------
 
 
-def load(path: str, st: os.stat_result) -> Cached | None:
+def load(path: str, st: os.stat_result, key: str | None = None) -> Cached | None:
     """The saved index of ``path`` when one exists for exactly this file (``st``: ``fstat`` of the open
     checkpoint), is this user's and passes every check; None otherwise (the caller walks the file)."""
     try:
-        where = cache_file(path)
+        where = cache_file(path, key)
         if where is None or not _private_folder(where.parent, create=False):
             return None
-        key = secret_key(where.parent, create=False)
-        if key is None:
+        secret = secret_key(where.parent, create=False)
+        if secret is None:
             return None
         fd = os.open(where, os.O_RDONLY | _NOFOLLOW)  # a link or FIFO planted here is never followed
         with os.fdopen(fd, "rb") as f:
             own = os.fstat(fd)
             if not stat.S_ISREG(own.st_mode) or not _ours(own) or own.st_size > MAX_BYTES:
                 return None
-            cached = _read(f, os.path.realpath(path), st, key)
+            cached = _read(f, key if key is not None else os.path.realpath(path), st, secret)
     except Exception:  # a saved index is only ever a shortcut: any doubt means walking the file
         return None
     if cached is not None:
@@ -336,24 +337,27 @@ def _objects(table: list) -> np.ndarray:
 # --- saving -------------------------------------------------------------------------------------------------
 
 
-def save(path: str, st: os.stat_result, entries: list[RawEntry], crc: int | None, crc_end: int) -> None:
+def save(
+    path: str, st: os.stat_result, entries: list[RawEntry], crc: int | None, crc_end: int,
+    key: str | None = None,
+) -> None:
     """Save the index of ``path`` (``st``: ``fstat`` of the checkpoint when it was walked); silently nothing
     when the cache is off, the file too small to be worth it, or the folder not writable or not ours."""
     if len(entries) < MIN_ENTRIES or time.time() - max(st.st_mtime, st.st_ctime) < SETTLE_S:
         return
     try:
-        where = cache_file(path)
+        where = cache_file(path, key)
         if where is None or not _private_folder(where.parent, create=True):
             return
-        key = secret_key(where.parent)
-        if key is None:
+        secret = secret_key(where.parent)
+        if secret is None:
             return
-        pieces = _serialise(os.path.realpath(path), st, entries, crc, crc_end)
+        pieces = _serialise(key if key is not None else os.path.realpath(path), st, entries, crc, crc_end)
         if pieces is None:
             return
         fd, tmp = tempfile.mkstemp(dir=where.parent, prefix=_TMP_PREFIX, suffix=".tmp")  # mode 0o600
         try:
-            mac = hmac.new(key, digestmod=hashlib.sha256)
+            mac = hmac.new(secret, digestmod=hashlib.sha256)
             with os.fdopen(fd, "wb") as f:
                 for piece in pieces:
                     f.write(piece)

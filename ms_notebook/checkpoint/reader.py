@@ -18,6 +18,7 @@ import numpy as np
 from .errors import CheckpointError
 from .formats import Piece, RawEntry
 from .formats.window import open_regular, stamp_of
+from .remote import RemoteStamp
 
 CHUNK_ELEMENTS = 1 << 21  # 2 Mi elements: at most 16 MiB once widened to float64
 MAX_NDIM = 32  # what NumPy 1.26 can hold in one array
@@ -33,7 +34,11 @@ def _stamp(st: os.stat_result) -> tuple[int, ...]:
 
 @contextmanager
 def _opened(path: str, stamps: Stamps | None) -> Iterator[int]:
-    """A read-only descriptor on ``path``, refused when the file is not the one that was indexed."""
+    """A read-only descriptor on ``path``, refused when the file is not the one that was indexed (a remote
+    object's reader instead: its stamp carries it)."""
+    if stamps and isinstance(remote := stamps.get(path), RemoteStamp):
+        yield remote.source  # type: ignore[misc]
+        return
     try:
         fd = open_regular(path)
     except FileNotFoundError:
@@ -50,6 +55,8 @@ def _opened(path: str, stamps: Stamps | None) -> Iterator[int]:
 
 
 def _still_same(fd: int, path: str, stamps: Stamps | None) -> None:
+    if type(fd) is not int:
+        return  # a remote object: each range was read with its validator as a precondition
     expected = stamps.get(path) if stamps else None
     if expected is not None and _stamp(os.fstat(fd)) != expected:
         raise CheckpointError(path, _CHANGED)
@@ -57,6 +64,9 @@ def _still_same(fd: int, path: str, stamps: Stamps | None) -> None:
 
 def _pread_into(fd: int, path: str, view: memoryview, offset: int) -> None:
     """Fill ``view`` from ``offset``; CheckpointError when the file ends first (it was truncated)."""
+    if type(fd) is not int:
+        fd.pread_into(view, offset)  # type: ignore[attr-defined]  # a RemoteSource
+        return
     pos = 0
     want = len(view)
     while pos < want:

@@ -46,6 +46,17 @@ def _open(path_or_checkpoint: Any) -> Any:
     return path_or_checkpoint
 
 
+def _remote_html(remote: dict[str, Any] | None) -> str:
+    """Where a remote checkpoint is and what listing it cost (nothing for a local file)."""
+    if not remote:
+        return ""
+    return (
+        f'<div class="ms-sub ms-remote">remote: {html.escape(str(remote["url"]))} · listed with '
+        f"{int(remote['requests']):,} request{'s' if remote['requests'] != 1 else ''}, "
+        f"{human_bytes(int(remote['bytes']))} in {float(remote['wall_s']):.2f} s</div>"
+    )
+
+
 def header_html(ck: Any) -> str:
     """File, format, size, tensors, parameters, totals by dtype and by group."""
     by_dtype: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -71,6 +82,7 @@ def header_html(ck: Any) -> str:
         f'<div><b title="{html.escape(str(getattr(ck, "path", "")))}">{html.escape(name)}</b> · '
         f"{html.escape(str(getattr(ck, 'format', '')))} · {human_bytes(getattr(ck, 'file_size', 0))} · "
         f"{len(ck.entries):,} tensors · {human_count(int(num_params))} parameters</div>"
+        f"{_remote_html(getattr(ck, 'remote', None))}"
         f'<div class="ms-sub">by dtype: {dtypes}</div><div class="ms-sub">by group: {groups}</div></div>'
         "<style>.ms-browser-header{font-family:var(--jp-ui-font-family);font-size:var(--jp-ui-font-size1);"
         "color:var(--jp-ui-font-color1);padding:2px 0;line-height:1.5}"
@@ -96,7 +108,9 @@ class CheckpointBrowser(StaticRendering, W.VBox):
         self._missing: dict[str, MissingParam] = {}
 
         self.header = W.HTML(header_html(self.checkpoint) + set_header_html(self.checkpoint))
-        self.merge = MergeControl(self.checkpoint) if isinstance(self.checkpoint, CheckpointSet) else None
+        is_set = isinstance(self.checkpoint, CheckpointSet)
+        # a remote set is read by ranges: merging (MindSpore's tools on whole files) needs it downloaded
+        self.merge = MergeControl(self.checkpoint) if is_set and self.checkpoint.remote is None else None
         self.show_optimizer = W.Checkbox(False, description="optimizer state", indent=False)
         self.show_extra = W.Checkbox(False, description="extra values", indent=False)
         self.only_problems = W.Checkbox(False, description="only problems", indent=False, disabled=True)

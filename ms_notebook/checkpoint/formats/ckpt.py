@@ -293,7 +293,7 @@ def _walk(win: Window, size: int) -> tuple[list[RawEntry], dict[str, int], int |
     end = size
     buf, base = win.cover(0, _HEAD)
     limit = win.limit
-    ahead = HeaderPrefetch(win.fd, size, _HEAD)
+    ahead = HeaderPrefetch(win.fd, size, _HEAD, getattr(win, "fetch_ahead", None))
     while pos < end:
         if end - pos == CRC_TRAILER and win.read(pos, len(CRC_MAGIC)) == CRC_MAGIC:
             crc = int.from_bytes(win.read(pos + len(CRC_MAGIC), 10), "big")

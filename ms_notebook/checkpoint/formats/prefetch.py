@@ -17,7 +17,7 @@ prediction resets the horizon, and a file that keeps defeating the predictions i
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from . import RawEntry
 
@@ -41,8 +41,12 @@ def _start(entries: Sequence[RawEntry], k: int) -> int:
 class HeaderPrefetch:
     """Called by the walk before each read that jumps over tensor bytes; asks for the headers ahead."""
 
-    def __init__(self, fd: int, size: int, header_bytes: int) -> None:
+    def __init__(
+        self, fd: int, size: int, header_bytes: int,
+        fetch: Callable[[list[tuple[int, int]]], None] | None = None,
+    ) -> None:
         self.fd = fd
+        self.fetch = fetch  # a remote object's reader: requests the ranges (concurrently) instead
         self.size = size
         self.header_bytes = header_bytes  # what the walk reads at an entry's start
         # per context length: the sizes of that many entries -> the last entry that followed them
@@ -56,7 +60,7 @@ class HeaderPrefetch:
         self.wasted = 0  # entries predicted beyond a place that did not hold
         self.checked = 0  # the last entry found where predicted
         self.last = 0  # the last entry predicted
-        self.enabled = hasattr(os, "posix_fadvise")
+        self.enabled = fetch is not None or hasattr(os, "posix_fadvise")
 
     def at_jump(self, entries: Sequence[RawEntry], pos: int) -> None:
         """Entry ``len(entries)`` begins at ``pos``, past the bytes read so far."""
@@ -136,6 +140,9 @@ class HeaderPrefetch:
 
     def _request(self, ranges: list[tuple[int, int]]) -> None:
         """Ask the kernel to read these byte ranges (merged per page) in the background."""
+        if self.fetch is not None:  # a remote object: exactly these ranges (no pages), requested together;
+            self.fetch(ranges)  # the fetcher skips those it holds (a corrected prediction is fetched again)
+            return
         merged: list[list[int]] = []
         for lo, hi in ranges:
             if hi <= self.requested_to:

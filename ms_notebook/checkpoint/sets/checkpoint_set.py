@@ -152,6 +152,10 @@ class CheckpointSet(Checkpoint):
         """
         from ms_notebook.transfer.merge import merge_set  # MindSpore glue, imported only when merging
 
+        if self.remote is not None:
+            raise CheckpointError(
+                self.path, "merging runs MindSpore's tools on whole files: download the set first, then merge"
+            )
         self._check_unchanged()
         return merge_set(self, os.fspath(dst), format=format, progress=progress, overwrite=overwrite)
 

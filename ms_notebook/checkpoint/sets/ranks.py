@@ -30,13 +30,37 @@ _SAMPLE = 4096  # bytes compared at each end of a value the strategy leaves out 
 _RANK = re.compile(r"rank_([0-9]+)$")
 
 
-def rank_dirs(folder: str) -> dict[int, str]:
+class LocalFiles:
+    """What a rank set needs of where its files are, on the local disk (``remote_index.RemoteFiles`` answers
+    the same over URLs)."""
+
+    listdir = staticmethod(os.listdir)
+    isdir = staticmethod(os.path.isdir)
+    isfile = staticmethod(os.path.isfile)
+
+    @staticmethod
+    def read_index(path: str, fmt: str) -> RawIndex:
+        return (ckpt_format if fmt == "ckpt" else st_format).read_index(path)
+
+    @staticmethod
+    def read_strategy(path: str, known: Container[str] | None = None) -> Strategy:
+        return read_strategy(path, known)
+
+    @staticmethod
+    def stamps() -> dict:
+        return {}  # local files are stamped when the Checkpoint is made
+
+
+LOCAL = LocalFiles()
+
+
+def rank_dirs(folder: str, files: LocalFiles = LOCAL) -> dict[int, str]:
     """``{rank: path}`` of the ``rank_N`` folders (MindSpore's ``rank_[0-9]*`` with a numeric tail)."""
     out: dict[int, str] = {}
-    for name in sorted(os.listdir(folder)):
+    for name in sorted(files.listdir(folder)):
         m = _RANK.fullmatch(name)
         path = os.path.join(folder, name)
-        if not m or not os.path.isdir(path):
+        if not m or not files.isdir(path):
             continue
         if len(m[1]) > 7 or int(m[1]) >= MAX_DEVICES:
             raise CheckpointError(folder, f"{name[:40]}: rank numbers go up to {MAX_DEVICES - 1:,}")
@@ -49,16 +73,16 @@ def rank_dirs(folder: str) -> dict[int, str]:
     return dict(sorted(out.items()))
 
 
-def find_strategy_files(folder: str) -> list[str]:
+def find_strategy_files(folder: str, files: LocalFiles = LOCAL) -> list[str]:
     """Strategy files beside the rank folders or in ``strategy/``: names containing ``strategy``, ending in
     ``.ckpt`` or ``.json``."""
     found = []
     for where in (folder, os.path.join(folder, "strategy")):
-        if not os.path.isdir(where):
+        if not files.isdir(where):
             continue
-        for name in sorted(os.listdir(where)):
+        for name in sorted(files.listdir(where)):
             path = os.path.join(where, name)
-            if "strategy" in name.lower() and name.endswith((".ckpt", ".json")) and os.path.isfile(path):
+            if "strategy" in name.lower() and name.endswith((".ckpt", ".json")) and files.isfile(path):
                 found.append(path)
     return found
 
@@ -75,10 +99,12 @@ def _mindspore_pick(paths: list[str], fmt: str) -> tuple[str, str]:
     return best, "MindSpore's rule: the .safetensors name whose last two numbers are highest"
 
 
-def _pick(rank: int, rank_dir: str, fmt: str, step: int | str | None, file: str | None) -> RankFile:
+def _pick(
+    rank: int, rank_dir: str, fmt: str, step: int | str | None, file: str | None, files: LocalFiles = LOCAL
+) -> RankFile:
     ext = EXTENSIONS[fmt]
-    names = sorted(n for n in os.listdir(rank_dir) if n.endswith(ext) and not n.startswith("."))
-    paths = [os.path.join(rank_dir, n) for n in names if os.path.isfile(os.path.join(rank_dir, n))]
+    names = sorted(n for n in files.listdir(rank_dir) if n.endswith(ext) and not n.startswith("."))
+    paths = [os.path.join(rank_dir, n) for n in names if files.isfile(os.path.join(rank_dir, n))]
     if not paths:
         raise CheckpointError(rank_dir, f"holds no {ext} file")
     if file is not None:
@@ -102,14 +128,14 @@ def _pick(rank: int, rank_dir: str, fmt: str, step: int | str | None, file: str 
     return RankFile(rank, chosen[0], tuple(paths), rule)
 
 
-def _format(dirs: dict[int, str], format: str | None) -> str:
+def _format(dirs: dict[int, str], format: str | None, files: LocalFiles = LOCAL) -> str:
     if format is not None:
         if format not in EXTENSIONS:
             raise ValueError(f"format must be one of {tuple(EXTENSIONS)}, not {format!r}")
         return format
     present = set()
     for d in dirs.values():
-        for n in os.listdir(d):
+        for n in files.listdir(d):
             for fmt, ext in EXTENSIONS.items():
                 if n.endswith(ext):
                     present.add(fmt)
@@ -122,17 +148,18 @@ def _format(dirs: dict[int, str], format: str | None) -> str:
 
 
 def _strategy(
-    folder: str, strategy: str | os.PathLike[str] | Sequence[str] | None, known: Container[str] | None = None
+    folder: str, strategy: str | os.PathLike[str] | Sequence[str] | None, known: Container[str] | None = None,
+    files: LocalFiles = LOCAL,
 ) -> Strategy | None:
     if strategy is None:
-        paths = find_strategy_files(folder)
+        paths = find_strategy_files(folder, files)
     elif isinstance(strategy, str | os.PathLike):
         paths = [os.fspath(strategy)]
     else:
         paths = [os.fspath(p) for p in strategy]
     if not paths:
         return None
-    return merge_strategies([read_strategy(p, known) for p in paths])
+    return merge_strategies([files.read_strategy(p, known) for p in paths])
 
 
 def _moment_of(name: str, layouts: dict[str, Layout]) -> str | None:
@@ -249,22 +276,24 @@ def read_rank_set(
     format: str | None = None,
     step: int | str | None = None,
     file: str | None = None,
+    files: LocalFiles = LOCAL,
 ) -> tuple[RawIndex, SetInfo]:
-    """Index a folder of ``rank_N/`` checkpoint files (see the module docstring)."""
-    folder = os.path.abspath(folder)
-    dirs = rank_dirs(folder)
+    """Index a folder of ``rank_N/`` checkpoint files (see the module docstring); ``files`` reads them
+    (``remote_index.RemoteFiles``: a folder URL)."""
+    if files is LOCAL:
+        folder = os.path.abspath(folder)
+    dirs = rank_dirs(folder, files)
     if not dirs:
         raise CheckpointError(folder, "holds no rank_N folders")
-    fmt = _format(dirs, format)
-    picks = {rank: _pick(rank, d, fmt, step, file) for rank, d in dirs.items()}
-    reader = ckpt_format if fmt == "ckpt" else st_format
-    indexes = {rank: reader.read_index(p.file) for rank, p in picks.items()}
+    fmt = _format(dirs, format, files)
+    picks = {rank: _pick(rank, d, fmt, step, file, files) for rank, d in dirs.items()}
+    indexes = {rank: files.read_index(p.file, fmt) for rank, p in picks.items()}
     # every name, in the lowest rank's file order, then names only later ranks hold
     per_name: dict[str, dict[int, tuple[str, RawEntry]]] = {}
     for rank, raw in indexes.items():
         for e in raw.entries:
             per_name.setdefault(e.name, {})[rank] = (picks[rank].file, e)
-    strat = _strategy(folder, strategy, per_name)  # stops at the first name no rank holds
+    strat = _strategy(folder, strategy, per_name, files)  # stops at the first name no rank holds
     layouts = strat.layouts if strat else {}
     origin = strat.path if strat else folder
     top = max(dirs)
@@ -290,7 +319,7 @@ def read_rank_set(
     replicated: list[str] = []
     fds: dict[str, int] = {}
     try:
-        _walk_names(per_name, layouts, strat, origin, folder, fds,
+        _walk_names(per_name, layouts, strat, origin, folder, fds if files is LOCAL else None,
                     entries, slices, used, inferred, replicated)  # fmt: skip
     finally:
         for fd in fds.values():
@@ -307,8 +336,8 @@ def read_rank_set(
     read_from = {h.rank for parts in slices.values() for s in parts for h in s.holders[:1]}
     info.replica_ranks = [r for r in dirs if r not in read_from]
     info.notes = _notes(folder, fmt, picks, strat, info, replicated)
-    files = sorted({p.file for p in picks.values()}) + list(strat.files if strat else ())
-    raw = RawIndex(fmt, entries, files=files)
+    read_from_files = sorted({p.file for p in picks.values()}) + list(strat.files if strat else ())
+    raw = RawIndex(fmt, entries, files=read_from_files, stamps=files.stamps())
     return raw, info
 
 
@@ -318,7 +347,7 @@ def _walk_names(
     strat: Strategy | None,
     origin: str,
     folder: str,
-    fds: dict[str, int],
+    fds: dict[str, int] | None,
     entries: list[RawEntry],
     slices: dict[str, list[Slice]],
     used: dict[str, Layout],
@@ -359,7 +388,7 @@ def _walk_names(
                         f"{name!r} has shape {list(e.shape)} in rank_{rank} but {list(shape)} in "
                         f"rank_{first_rank}{hint}",
                     )
-            if strat and len(holders) > 1:
+            if strat and len(holders) > 1 and fds is not None:  # local files (a remote set: not sampled)
                 _same_on_every_rank(name, holders, fds)
             whole = tuple((0, d) for d in shape)
             parts = [

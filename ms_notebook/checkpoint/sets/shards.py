@@ -57,6 +57,13 @@ class _Duplicate(Exception):
 def read_weight_map(path: str) -> tuple[dict[str, str], dict[str, str]]:
     """``(weight_map, metadata)`` of an index JSON file; CheckpointError for anything malformed."""
     text = read_regular(path, _MAX_INDEX_BYTES, "an index")
+    return parse_weight_map(path, text)
+
+
+def parse_weight_map(path: str, text: bytes) -> tuple[dict[str, str], dict[str, str]]:
+    """``read_weight_map`` of an index's bytes (``path`` names it in errors: a file or a URL)."""
+    if len(text) > _MAX_INDEX_BYTES:
+        raise CheckpointError(path, f"an index of {len(text)} bytes is too large")
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates)
     except _Duplicate as exc:

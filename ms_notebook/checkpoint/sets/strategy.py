@@ -288,6 +288,15 @@ def read_strategy(path: str | os.PathLike[str], known: Container[str] | None = N
     buf = read_regular(path, _MAX_STRATEGY_BYTES, "a strategy file")  # FileNotFoundError for a missing file
     if not buf:
         raise CheckpointError(path, "the strategy file is empty")
+    return parse_strategy(path, buf, known)
+
+
+def parse_strategy(path: str, buf: bytes, known: Container[str] | None = None) -> Strategy:
+    """``read_strategy`` of a strategy file's bytes (``path`` names it: a file or a URL)."""
+    if not buf:
+        raise CheckpointError(path, "the strategy file is empty")
+    if len(buf) > _MAX_STRATEGY_BYTES:
+        raise CheckpointError(path, f"a strategy file of {len(buf)} bytes is too large to be one")
     try:
         if buf.lstrip()[:1] == b"{":
             layouts = _parse_json(buf.decode("utf-8", errors="replace"), known)
