@@ -15,6 +15,7 @@ import pytest
 from ms_notebook import TransferPlan, launch, open_checkpoint
 from ms_notebook.demo import DigitsNet
 from ms_notebook.runs import launch as launch_module
+from ms_notebook.runs.handshake import SYNC_STEPS
 from ms_notebook.runs.launch import FAILED, FINISHED, STOPPED, PortInUseError, processes_with_run_dir
 
 pytestmark = pytest.mark.slow
@@ -150,7 +151,8 @@ def test_stop_ends_every_rank_after_one_common_step_with_its_last_checkpoint(sty
     steps = {r: int(open_checkpoint(saved[r])["step"]) for r in (0, 1)}
     acks = run.dir.acks()
     assert sorted(acks) == [0, 1]
-    assert steps[0] == steps[1] == max(acks.values()) + 2  # the common target step
+    assert steps[0] == steps[1] == max(acks.values()) == min(acks.values())  # one agreed step
+    assert steps[0] % SYNC_STEPS == 0  # agreed through the all-reduce of the stop flag
     assert all(int(open_checkpoint(saved[r])["stopped"]) == 1 for r in (0, 1))
     assert run.history["step"].iloc[-1] == steps[0] < 5000 * 4
     assert "stopped" in view.status.value and view.stop_button.disabled

@@ -663,8 +663,8 @@ class DistributedRun:
             self.ended_at = time.time()
             if failure is not None:
                 state = FAILED
-            elif self.stop_requested_at is not None:
-                state = STOPPED
+            elif self.stop_requested_at is not None or self.dir.acks():
+                state = STOPPED  # asked here, or (another machine's Stop) the ranks here answered one
             else:
                 state = FINISHED
             self._set_state(state)
