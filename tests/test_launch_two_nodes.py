@@ -1,8 +1,9 @@
-"""A two-machine job, simulated on this one as a real one is started: a second "machine" is a network namespace
-joined to this one by a veth pair (its own addresses, so msrun there does not start a scheduler), and ``launch``
-runs on each with the same ``master_addr``/``master_port``, one worker each, ``node_rank`` 0 and 1, each with a
-run folder of its own (no shared filesystem). Rank 0's notebook (this process) watches the curves, presses Stop,
-and both ranks stop after one agreed step with their last checkpoints; no process is left on either machine.
+"""A two-machine job, simulated on this one as a real one is started: a second "machine" is a network
+namespace joined to this one by a veth pair (its own addresses, so msrun there does not start a scheduler), and
+``launch`` runs on each with the same ``master_addr``/``master_port``, one worker each, ``node_rank`` 0 and 1,
+each with a run folder of its own (no shared filesystem). Rank 0's notebook (this process) watches the curves,
+presses Stop, and both ranks stop after one agreed step with their last checkpoints; no process is left on
+either machine.
 
 Needs root and iproute2 (``ip netns``); CI runs as root, where both are present.
 """
@@ -96,8 +97,10 @@ def test_rank_0s_notebook_stops_a_two_machine_job_on_both(second_machine, pretra
     last1 = open_checkpoint(tmp_path / "node1" / "rank_1" / "last.ckpt")
     assert int(last0["step"]) == int(last1["step"]) == run.history["step"].iloc[-1]
     assert int(last0["stopped"]) == int(last1["stopped"]) == 1
-    assert all((last0[n] == last1[n]).all() for n in ("head.weight", "head.bias"))  # data parallel: same weights
+    # data parallel: the same weights on both machines
+    assert all((last0[n] == last1[n]).all() for n in ("head.weight", "head.bias"))
     # no process left on either machine
     for folder in ("node0", "node1"):
         assert not processes_with_run_dir(tmp_path / folder), folder
-    assert not [p for p in psutil.process_iter(["cmdline"]) if str(script) in " ".join(p.info["cmdline"] or [])]
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(script) in " ".join(p.info["cmdline"] or [])]
+    assert not left
