@@ -1,6 +1,6 @@
 """A two-machine job, simulated on this one as a real one is started: a second "machine" is a network
-namespace joined to this one by a veth pair (its own addresses, so msrun there does not start a scheduler), and
-``launch`` runs on each with the same ``master_addr``/``master_port``, one worker each, ``node_rank`` 0 and 1,
+namespace joined to this one by a veth pair (its own addresses, so msrun there does not start a scheduler),
+and ``launch`` runs on each with the same ``master_addr``/``master_port``, one worker each, node_rank 0 and 1,
 each with a run folder of its own (no shared filesystem). Rank 0's notebook (this process) watches the curves,
 presses Stop, and both ranks stop after one agreed step with their last checkpoints; no process is left on
 either machine.
