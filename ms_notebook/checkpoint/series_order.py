@@ -101,10 +101,11 @@ def name_step(p: NameParts, per_epoch: dict[tuple[str, int], int]) -> int | None
 
 
 def sort_key(p: NameParts, stored_step: int | None, mtime_ns: int) -> tuple:
-    """Order: run, then epoch and in-epoch step from the name, then the stored step, then the time."""
+    """Order: run, prefix, then epoch and in-epoch step from the name, then the stored step, then the time;
+    names without an epoch (``best``, ``last``) after, by stored step."""
     if p.epoch is not None:
         within = p.step_in_epoch if p.step_in_epoch is not None else math.inf
         tag = 0 if p.tag is None else 1
-        return (p.run, 0, p.epoch, within, tag, p.tag or "", stored_step or 0, mtime_ns)
+        return (p.run, 0, p.prefix, p.epoch, within, tag, p.tag or "", stored_step or 0, mtime_ns)
     step = stored_step if stored_step is not None else math.inf
-    return (p.run, 1, step, _NAMED.get(p.named or "", 2), 0, p.named or "", 0, mtime_ns)
+    return (p.run, 1, step, _NAMED.get(p.named or "", 2), 0, 0, p.named or "", 0, mtime_ns)

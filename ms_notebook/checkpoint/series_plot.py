@@ -1,0 +1,129 @@
+"""Matplotlib pictures of a series, for the notebook and its saved copy (no widgets here).
+
+- ``change``: rows (tensors, or blocks when there are more than ``MAX_ROWS`` tensors) × checkpoints, colour
+  the relative change from the previous checkpoint on a log scale; NaN (not finite) cells in red.
+- ``histogram``: one tensor's distribution over steps, bins × checkpoints, log counts (as TensorBoard's
+  distributions).
+- ``alpha``: per-layer power-law ``alpha`` over steps (rows × checkpoints), outside the healthy 2–6 in
+  the ends of a diverging colour map.
+
+Every figure is 10.24 × 7 inches at 100 dpi: it fits 1024×700 pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .series import CheckpointSeries
+
+SIZE = (10.24, 7.0)
+DPI = 100
+MAX_ROWS = 60
+
+
+def _figure() -> tuple[Figure, Any]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _ticks(ax: Any, steps: list[int], rows: list[str]) -> None:
+    every = max(1, math.ceil(len(steps) / 16))
+    ax.set_xticks(range(0, len(steps), every), [str(s) for s in steps[::every]], fontsize=8)
+    size = 8 if len(rows) <= 30 else 6
+    ax.set_yticks(range(len(rows)), rows, fontsize=size)
+    ax.set_xlabel("step")
+
+
+def _grid(table: Any, row_key: str, value: str, steps: list[int]) -> tuple[list[str], np.ndarray]:
+    rows = list(dict.fromkeys(table[row_key]))
+    col = {s: i for i, s in enumerate(steps)}
+    grid = np.full((len(rows), len(steps)), np.nan)
+    where = {r: i for i, r in enumerate(rows)}
+    for r, s, v in zip(table[row_key], table["step"], table[value], strict=True):
+        grid[where[r], col[s]] = v
+    return rows, grid
+
+
+def plot_change(series: CheckpointSeries, by: str | None = None) -> Figure:
+    """Heat map of the relative change from the previous checkpoint, rows × checkpoints."""
+    from matplotlib.colors import LogNorm
+
+    if by is None:
+        by = "tensor" if len(series.names()) <= MAX_ROWS else "block"
+    table = series.change() if by == "tensor" else series.block_change()
+    key = "name" if by == "tensor" else "block"
+    steps = list(dict.fromkeys(series.steps))
+    rows, grid = _grid(table, key, "change_prev", steps)
+    fig, ax = _figure()
+    positive = grid[np.isfinite(grid) & (grid > 0)]
+    lo, hi = (positive.min(), positive.max()) if positive.size else (1e-6, 1.0)
+    shown = np.where(np.isfinite(grid) & (grid > 0), grid, np.nan)
+    image = ax.imshow(shown, aspect="auto", interpolation="nearest", cmap="viridis",
+                      norm=LogNorm(vmin=lo, vmax=max(hi, lo * 1.0001)))  # fmt: skip
+    bad = np.isnan(grid)
+    bad[:, 0] = False  # the first checkpoint has no previous: blank, not "not finite"
+    ys, xs = np.nonzero(bad)
+    if xs.size:
+        ax.scatter(xs, ys, marker="s", s=12, color="#d32f2f", label="not finite (or absent)")
+        ax.legend(loc="upper right", fontsize=8)
+    _ticks(ax, steps, rows)
+    fig.colorbar(image, ax=ax, label="‖x − x_prev‖ / ‖x_prev‖")
+    ax.set_title(f"Relative change from the previous checkpoint, per {by}")
+    return fig
+
+
+def plot_histogram(series: CheckpointSeries, name: str, bins: int = 60) -> Figure:
+    """One tensor's histogram over steps: value bins × checkpoints, colour log(1 + count)."""
+    counts, edges, steps = series.histograms(name, bins)
+    fig, ax = _figure()
+    image = ax.imshow(np.log1p(counts.T), aspect="auto", origin="lower", interpolation="nearest",
+                      cmap="magma", extent=(-0.5, len(steps) - 0.5, edges[0], edges[-1]))  # fmt: skip
+    every = max(1, math.ceil(len(steps) / 16))
+    ax.set_xticks(range(0, len(steps), every), [str(s) for s in steps[::every]], fontsize=8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("value")
+    fig.colorbar(image, ax=ax, label="log(1 + count)")
+    ax.set_title(f"{name}: distribution over steps")
+    return fig
+
+
+def plot_alpha(series: CheckpointSeries, **kwargs: Any) -> Figure:
+    """Per-layer alpha over steps, rows × checkpoints; healthy 2–6 in the middle of the colour map."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    table = series.diagnostics(**kwargs)
+    steps = list(dict.fromkeys(series.steps))
+    rows, grid = _grid(table, "name", "alpha", steps)
+    fig, ax = _figure()
+    finite = grid[np.isfinite(grid)]
+    lo = min(1.5, float(finite.min()) if finite.size else 1.5)
+    hi = max(8.0, float(finite.max()) if finite.size else 8.0)
+    image = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="RdBu_r",
+                      norm=TwoSlopeNorm(vcenter=4.0, vmin=lo, vmax=hi))  # fmt: skip
+    _ticks(ax, steps, rows)
+    fig.colorbar(image, ax=ax, label="alpha (2–6: well trained; > 6 random-like; < 2 over-fitted)")
+    ax.set_title("Power-law alpha per layer over steps")
+    return fig
+
+
+def plot_series(
+    series: CheckpointSeries, kind: str = "change", name: str | None = None, **kwargs: Any
+) -> Figure:
+    """Dispatch ``series.plot(kind, name)``."""
+    if kind == "change":
+        return plot_change(series, **kwargs)
+    if kind == "histogram":
+        if name is None:
+            raise ValueError("plot('histogram', name) needs a tensor name")
+        return plot_histogram(series, name, **kwargs)
+    if kind == "alpha":
+        return plot_alpha(series, **kwargs)
+    raise ValueError(f"kind must be 'change', 'histogram' or 'alpha', not {kind!r}")
