@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_SIZE = 4096  # largest smaller side analysed by default: a 4096² float64 Gram matrix is 128 MiB
 HEALTHY_ALPHA = (2.0, 6.0)
-_ROW_BLOCK = 1 << 21  # elements of the tensor read at a time
+_ROW_BLOCK = 1 << 20  # elements of the tensor read at a time
 _COLUMNS = (
     "name", "shape", "kind", "n_evals", "frobenius_norm", "spectral_norm", "lambda_max", "stable_rank",
     "alpha", "alpha_xmin", "alpha_ks", "n_tail", "status", "note",
@@ -121,10 +121,9 @@ def gram_eigenvalues(ck: Checkpoint, name: str, cancelled: Callable[[], bool] | 
         for block in _rows_of(ck.iter_chunks(name, rows * width), width, rows):
             if cancelled is not None and cancelled():
                 raise Cancelled
-            b = block.reshape(-1, inp, k)
-            for s in range(k):
-                m = b[:, :, s]
-                gram[s] += m.T @ m
+            # (k, rows, in), contiguous: each slice's product runs in BLAS (a strided view would not)
+            b = np.ascontiguousarray(block.reshape(-1, inp, k).transpose(2, 0, 1))
+            gram += np.matmul(b.transpose(0, 2, 1), b)
     else:  # WWᵀ per slice: hold the tensor once as float32, multiply in column blocks
         held = np.empty((out, width), dtype=np.float32)
         pos = 0
@@ -141,7 +140,7 @@ def gram_eigenvalues(ck: Checkpoint, name: str, cancelled: Callable[[], bool] | 
             for start in range(0, inp, cols):
                 if cancelled is not None and cancelled():
                     raise Cancelled
-                m = cube[:, start : start + cols, s].astype(np.float64)
+                m = np.ascontiguousarray(cube[:, start : start + cols, s], dtype=np.float64)
                 gram[s] += m @ m.T
     evals = (
         [np.linalg.eigvalsh(g) for g in gram] if np.isfinite(gram).all() else [np.full(len(gram[0]), np.nan)]

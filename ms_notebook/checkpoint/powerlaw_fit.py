@@ -22,7 +22,7 @@ import numpy as np
 MIN_EVALS = (
     20  # below this many positive eigenvalues the tail is too short to fit (WeightWatcher's small-N cut)
 )
-_BLOCK = 1 << 22  # elements of the (cut-offs × eigenvalues) work arrays at a time
+_BLOCK = 1 << 20  # elements of the (cut-offs × eigenvalues) work arrays at a time
 
 
 @dataclass(frozen=True, slots=True)
