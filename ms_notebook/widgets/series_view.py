@@ -22,7 +22,7 @@ KINDS = {
 
 
 class OverTimeView(StaticRendering, W.VBox):
-    """Pick a picture; ``select(name)`` sets the tensor the histogram shows (the browser calls it on click)."""
+    """Pick a picture; ``select(name)`` sets the tensor the histogram shows (the browser calls it)."""
 
     def __init__(self, series: CheckpointSeries, name: str | None = None) -> None:
         self.series = series
