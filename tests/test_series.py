@@ -289,3 +289,32 @@ def test_plots_fit_1024_by_700(run_folder):
         assert w <= 1024 and h <= 700
         assert fig.axes and fig.axes[0].get_title()
         assert fig.axes[0].images  # a heat map was drawn
+
+
+def test_progress_and_cancellation(run_folder):
+    from ms_notebook.checkpoint.errors import Cancelled
+
+    _clear_caches()
+    s = open_series(run_folder)
+    seen = []
+    s.change(progress=lambda f, name: seen.append(f))
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+    _clear_caches()
+    with pytest.raises(Cancelled):
+        s.stats(cancelled=lambda: True)
+
+
+def test_streams_cut_differently_are_aligned(tmp_path, monkeypatch):
+    """A single file and an assembled set of the same tensor stream in chunks cut differently; the change
+    between them is still exact."""
+    rng = np.random.default_rng(5)
+    a = {"layer.weight": rng.standard_normal((12, 10)).astype(np.float32)}
+    b = {"layer.weight": (a["layer.weight"] + rng.standard_normal((12, 10)) * 0.1).astype(np.float32)}
+    single = save(tmp_path / "one" / "net-1_1.ckpt", a)
+    ranks = write_rank_set(tmp_path / "set", b, {"layer.weight": L([2], [-1, 0])}, ranks=2, stem="net-1_2")
+    _clear_caches()
+    monkeypatch.setattr(series_mod, "HOLD", 0)
+    monkeypatch.setattr(series_mod, "CHUNK", 7)  # the file: runs of 7; the set: cut along its rows
+    row = open_series([single, ranks]).change("layer.weight").iloc[1]
+    x, y = a["layer.weight"].astype(np.float64), b["layer.weight"].astype(np.float64)
+    assert row.change_prev == pytest.approx(np.linalg.norm(y - x) / np.linalg.norm(x), rel=1e-12)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 HOLD = reader.CHUNK_ELEMENTS  # values up to this many elements are read whole and held between checkpoints
+CHUNK = reader.CHUNK_ELEMENTS  # elements per chunk of a streamed value
 STEP_NAMES = ("step_num", "step", "cur_step_num", "global_step")  # where a file may store its global step
 Progress = Callable[[float, str], None]
 _STAT_FIELDS = ("count", "mean", "std", "min", "max", "mean_abs", "zero_fraction", "nan_count", "inf_count")
@@ -270,11 +271,11 @@ class CheckpointSeries:
             return x
         # large: one streamed pass over this file, the references' chunks read beside it
         sums = [[0.0, 0.0] for _ in todo]
-        streams = [_Aligned(ref_ck.iter_chunks(name)) for _, ref_ck, _ in todo]
+        streams = [_Aligned(ref_ck.iter_chunks(name, CHUNK)) for _, ref_ck, _ in todo]
         l2 = [0.0]
 
         def tee() -> Iterator[np.ndarray]:
-            for chunk in ck.iter_chunks(name):
+            for chunk in ck.iter_chunks(name, CHUNK):
                 x = _as_float(chunk)
                 l2[0] += _finite_sq(x)
                 for s, stream in zip(sums, streams, strict=True):
