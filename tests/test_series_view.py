@@ -73,7 +73,7 @@ def test_diagnostics_columns_mark_unhealthy_layers(tmp_path):
     path = save(tmp_path / "layers.ckpt", values)
     browser = browse(path)
     df = browser.show_diagnostics()
-    assert [c["label"] for c in browser.tree.columns][-3:] == ["α", "Stable rank", "σ max"]
+    assert [c["label"] for c in browser.tree.columns][-3:] == ["α", "St. rank", "σ max"]
     browser.expand_all.click()
     rows = {r["id"]: r for r in browser.tree.rows}
     want = open_checkpoint(path).diagnostics().set_index("name")

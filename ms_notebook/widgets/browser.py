@@ -28,7 +28,7 @@ from ms_notebook.widgets.tree_model import Column, TreeModel, human_bytes, human
 # layer diagnostics in the tree: columns, and the row statuses of layers outside healthy ranges
 DIAGNOSTIC_COLUMNS = (
     Column("alpha", "α", "number"),
-    Column("stable_rank", "Stable rank", "number"),
+    Column("stable_rank", "St. rank", "number"),
     Column("spectral_norm", "σ max", "number"),
 )
 DIAGNOSTIC_STATUSES = {

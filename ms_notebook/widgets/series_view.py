@@ -29,7 +29,7 @@ class OverTimeView(StaticRendering, W.VBox):
         self.name = name
         self.png: bytes | None = None
         self.kind = W.Dropdown(options=list(KINDS), value="Change per block", description="Over time:",
-                               layout=W.Layout(width="auto"))  # fmt: skip
+                               layout=W.Layout(width="340px"))  # fmt: skip
         self.caption = W.HTML("")
         self.image = W.Image(format="png", layout=W.Layout(max_width="1024px", width="100%", height="auto"))
         self.kind.observe(lambda _ch: self.redraw(), "value")
