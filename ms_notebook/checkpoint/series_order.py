@@ -6,7 +6,8 @@
   the file beside the plain one of that step, after it.
 - The Runner writes ``epoch_N``, ``last`` and ``best``; ``epoch_N`` sorts by N, ``last``/``best`` by the step
   stored in them (else after everything else).
-- ``.safetensors`` files follow the same rules.
+- ``.safetensors`` files follow the same rules. Files of different prefixes (different runs in one folder) are
+  kept together by prefix.
 
 The global step of a file is the one stored in it when it holds one (``step_num`` from ``append_info``, the
 Runner's ``step``, the optimizer's ``global_step``), else ``(epoch − 1) × steps_per_epoch + STEP`` with
