@@ -135,8 +135,11 @@ class _Aligned:
 
 
 def _sq(x: np.ndarray) -> float:
+    """Σ|x|² in float64 by einsum's own loop, not BLAS (its threads cost more than a small sum)."""
     with np.errstate(all="ignore"):
-        return float(np.sum(np.abs(x) ** 2)) if np.iscomplexobj(x) else float(np.dot(x, x))
+        if np.iscomplexobj(x):
+            return float(np.sum(np.abs(x) ** 2))
+        return float(np.einsum("i,i->", x, x))
 
 
 def _finite_sq(x: np.ndarray) -> float:
