@@ -9,7 +9,7 @@
    (its flat-file reader: one ``.npy`` per layer, written beforehand, not timed), each in a fresh process:
    seconds and peak RSS above the process's RSS after imports; and how far the two alphas are apart.
 
-Best of several runs (median printed too), files in the page cache.
+Best of several runs, the two sides alternating (median printed too), files in the page cache.
 
     GLOG_v=3 .venv/bin/python benchmarks/bench_series.py [--dir /tmp] [--runs 3]
 """
@@ -175,8 +175,10 @@ def bench_diagnostics(base: Path, runs: int) -> dict:
     config = {"framework": "ww_flatfiles", "weights_dir": str(flat), "format": "ww_flatfiles",
               "model_name": "resnet50", "layers": layers}  # fmt: skip
     (flat / "ww_config.json").write_text(json.dumps(config))
-    ours = [_child(_OURS.format(root=str(ROOT), path=str(path))) for _ in range(runs)]
-    theirs = [_child(_WW.format(root=str(ROOT), folder=str(flat))) for _ in range(runs)]
+    ours, theirs = [], []
+    for _ in range(runs):  # alternating, so both sides see the same load
+        ours.append(_child(_OURS.format(root=str(ROOT), path=str(path))))
+        theirs.append(_child(_WW.format(root=str(ROOT), folder=str(flat))))
     a, b = ours[0], theirs[0]
     common = [n for n in a["alpha"] if n in b["alpha"]]
     rel = [
