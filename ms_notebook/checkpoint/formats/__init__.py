@@ -69,16 +69,8 @@ class RawEntry:
         self.nbytes += length
 
     def _key(self) -> tuple:
-        return (
-            self.name,
-            self.shape,
-            self.ms_dtype,
-            self.kind,
-            tuple(self.spans),
-            self.nbytes,
-            self.file,
-            self.pieces,
-        )
+        return (self.name, self.shape, self.ms_dtype, self.kind, tuple(self.spans), self.nbytes, self.file,
+                self.pieces)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RawEntry):

@@ -170,7 +170,6 @@ def _value(win: Window, pos: int, end: int) -> tuple[str, str, list[int], str, i
 
 # --- the fast path: MindSpore's own field order, parsed straight out of the window buffer ----------------
 
-
 def _varint_at(buf: bytearray, q: int) -> tuple[int, int]:
     """A varint at ``q`` (the fast path inlines the short ones)."""
     value = shift = 0
