@@ -135,17 +135,16 @@ class _Aligned:
 
 
 def _sq(x: np.ndarray) -> float:
-    """Σ|x|² in float64 by einsum's own loop, not BLAS (its threads cost more than a small sum)."""
-    with np.errstate(all="ignore"):
-        if np.iscomplexobj(x):
-            return float(np.sum(np.abs(x) ** 2))
-        return float(np.einsum("i,i->", x, x))
+    """Σ|x|² in float64 by einsum's own loop, not BLAS (its threads cost more than a small sum). Callers
+    silence floating-point warnings (``_one``: once per tensor, not per sum)."""
+    if np.iscomplexobj(x):
+        return float(np.sum(np.abs(x) ** 2))
+    return float(np.einsum("i,i->", x, x))
 
 
 def _finite_sq(x: np.ndarray) -> float:
-    with np.errstate(all="ignore"):
-        finite = np.isfinite(x)
-        return _sq(x if finite.all() else x[finite])
+    finite = np.isfinite(x)
+    return _sq(x if finite.all() else x[finite])
 
 
 class CheckpointSeries:
@@ -246,6 +245,12 @@ class CheckpointSeries:
     ) -> np.ndarray | None:
         """Figures of ``name`` in ``ck`` and its changes from each of ``refs``; returns the value as float64
         when it is small enough to hold for the next checkpoint (else None)."""
+        with np.errstate(all="ignore"):  # NaN and Inf are counted, not warned about
+            return self._compute(ck, name, refs)
+
+    def _compute(
+        self, ck: Checkpoint, name: str, refs: list[tuple[Checkpoint, np.ndarray | None]]
+    ) -> np.ndarray | None:
         stamps = _stamps(ck, name)
         fig_key = (stamps, name)
         todo = []
@@ -269,8 +274,7 @@ class CheckpointSeries:
             for key, ref_ck, ref_val in todo:
                 if ref_val is None:
                     ref_val = _as_float(ref_ck[name]).reshape(-1)
-                with np.errstate(all="ignore"):
-                    CHANGES.put(key, _Change(_sq(x - ref_val), _sq(ref_val)))
+                CHANGES.put(key, _Change(_sq(x - ref_val), _sq(ref_val)))
             return x
         # large: one streamed pass over this file, the references' chunks read beside it
         sums = [[0.0, 0.0] for _ in todo]
@@ -283,8 +287,7 @@ class CheckpointSeries:
                 l2[0] += _finite_sq(x)
                 for s, stream in zip(sums, streams, strict=True):
                     a = stream.take(x.size)
-                    with np.errstate(all="ignore"):
-                        s[0] += _sq(x - a)
+                    s[0] += _sq(x - a)
                     s[1] += _sq(a)
                 yield chunk
 

@@ -41,5 +41,7 @@ def test_series_over_time_and_diagnostics_marks(page, lab):
     marked = out.locator('.ms-tree-row[data-id="block3.dense.weight"]')
     marked.wait_for(timeout=30_000)
     assert "ms-status-not_finite" in (marked.get_attribute("class") or "")
+    bar = marked.evaluate("el => getComputedStyle(el).borderLeftColor")
+    assert bar not in ("rgba(0, 0, 0, 0)", "transparent"), bar  # the mark is drawn, not just a class
     assert "not finite" in out.inner_text()
     screenshot(page, "series-2-diagnostics")
