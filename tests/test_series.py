@@ -318,3 +318,18 @@ def test_streams_cut_differently_are_aligned(tmp_path, monkeypatch):
     row = open_series([single, ranks]).change("layer.weight").iloc[1]
     x, y = a["layer.weight"].astype(np.float64), b["layer.weight"].astype(np.float64)
     assert row.change_prev == pytest.approx(np.linalg.norm(y - x) / np.linalg.norm(x), rel=1e-12)
+
+
+def test_series_and_diagnostics_need_no_mindspore(run_folder):
+    from tests.test_checkpoint_isolation import _run
+
+    code = (
+        "import sys\nimport ms_notebook as msn\n"
+        f"s = msn.open_series({str(run_folder)!r})\n"
+        "print(len(s.change()), len(s.first_nonfinite()), len(s[-1].diagnostics()))\n"
+        "print(any(m.split('.')[0] in ('mindspore', 'ipywidgets') for m in sys.modules))"
+    )
+    done = _run(code, block=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split()
+    assert lines[:3] == [str(14 * 15), "17", "4"] and lines[3] == "False"  # 14 weights × 15 files; 4 layers
