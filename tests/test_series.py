@@ -333,3 +333,17 @@ def test_series_and_diagnostics_need_no_mindspore(run_folder):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.split()
     assert lines[:3] == [str(14 * 15), "17", "4"] and lines[3] == "False"  # 14 weights × 15 files; 4 layers
+
+
+def test_a_safetensors_series_from_model_checkpoint(tmp_path):
+    import mindspore as ms
+
+    train_series(tmp_path, epochs=1, save_steps=10, fmt="safetensors")
+    s = open_series(tmp_path)
+    assert [os.path.basename(p) for p in s.paths] == ["demo-1_10.safetensors", "demo-1_20.safetensors",
+                                                      "demo-1_22.safetensors"]  # fmt: skip
+    assert s.steps == [10, 20, 22]
+    loaded = [ms.load_checkpoint(p, format="safetensors") for p in s.paths]
+    a, b = (v["head.weight"].asnumpy().astype(np.float64) for v in loaded[1:])
+    row = s.change("head.weight").iloc[2]
+    assert row.change_prev == pytest.approx(np.linalg.norm(b - a) / np.linalg.norm(a), rel=1e-9)
