@@ -8,6 +8,7 @@
    ``open_checkpoint(path).diagnostics()`` against WeightWatcher 0.7.7's ``analyze()`` on the same weights
    (its flat-file reader: one ``.npy`` per layer, written beforehand, not timed), each in a fresh process:
    seconds and peak RSS above the process's RSS after imports; and how far the two alphas are apart.
+3. One 8192 × 1024 float32 weight: peak memory of its diagnostics against the tensor's own size.
 
 Best of several runs, the two sides alternating (median printed too), files in the page cache.
 
@@ -208,6 +209,32 @@ def bench_diagnostics(base: Path, runs: int) -> dict:
     return out
 
 
+def bench_big_matrix(base: Path) -> dict:
+    """One 8192 × 1024 float32 weight (32 MiB): peak memory of its diagnostics against the tensor's size
+    (ours reads it in row blocks into a 1024² Gram matrix; WeightWatcher loads it whole for its SVD)."""
+    from tests.set_support import save
+
+    w = np.random.default_rng(0).standard_normal((8192, 1024)).astype(np.float32)
+    path = save(base / "big.ckpt", {"big.weight": w})
+    flat = base / "ww-big"
+    flat.mkdir()
+    np.save(flat / "0.weight.npy", w)
+    layer = {"key": "big.weight", "name": "big.weight", "longname": "big.weight",
+             "weightfile": "0.weight.npy", "biasfile": None, "type": "dense",
+             "dims": json.dumps(w.shape)}  # fmt: skip
+    config = {"framework": "ww_flatfiles", "weights_dir": str(flat), "format": "ww_flatfiles",
+              "model_name": "big", "layers": {0: layer}}  # fmt: skip
+    (flat / "ww_config.json").write_text(json.dumps(config))
+    a = _child(_OURS.format(root=str(ROOT), path=str(path)))
+    b = _child(_WW.format(root=str(ROOT), folder=str(flat)))
+    out = {"tensor_mb": w.nbytes / 1e6, "ours_s": a["s"], "ours_peak_mb": a["peak"] / 1e6, "ww_s": b["s"],
+           "ww_peak_mb": b["peak"] / 1e6}  # fmt: skip
+    print(f"8192×1024 float32 ({out['tensor_mb']:.0f} MB): diagnostics {a['s']:.1f} s, "
+          f"peak +{a['peak'] / 1e6:.0f} MB  vs  WeightWatcher {b['s']:.1f} s, "
+          f"peak +{b['peak'] / 1e6:.0f} MB")  # fmt: skip
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", default=None)
@@ -215,7 +242,11 @@ def main() -> None:
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-series-", dir=args.dir))
     try:
-        results = {"series": bench_series(base, args.runs), "diagnostics": bench_diagnostics(base, args.runs)}
+        results = {
+            "series": bench_series(base, args.runs),
+            "diagnostics": bench_diagnostics(base, args.runs),
+            "big_matrix": bench_big_matrix(base),
+        }
         print(json.dumps(results, indent=1))
     finally:
         shutil.rmtree(base, ignore_errors=True)
