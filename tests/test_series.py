@@ -287,7 +287,7 @@ def test_plots_fit_1024_by_700(run_folder):
         fig = s.plot(kind, name)
         w, h = fig.get_size_inches() * fig.dpi
         assert w <= 1024 and h <= 700
-        assert fig.axes and fig.axes[0].get_title()
+        assert fig.axes and fig.axes[0].get_title(loc="left")
         assert fig.axes[0].images  # a heat map was drawn
 
 

@@ -27,23 +27,39 @@ DPI = 100
 MAX_ROWS = 60
 
 
+NO_VALUE = "#e6e6e6"  # the background a cell without a value shows
+
+
 def _figure() -> tuple[Figure, Any]:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
-    return fig, fig.add_subplot()
+    ax = fig.add_subplot()
+    ax.set_facecolor(NO_VALUE)
+    return fig, ax
+
+
+def _mark(ax: Any, cells: np.ndarray, label: str) -> None:
+    """Red squares on ``cells`` (a boolean rows × checkpoints grid), with a legend above the plot."""
+    ys, xs = np.nonzero(cells)
+    if xs.size:
+        ax.scatter(xs, ys, marker="s", s=12, color="#d32f2f", label=label)
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
 
 
 def _ticks(ax: Any, steps: list[int], rows: list[str]) -> None:
     every = max(1, math.ceil(len(steps) / 16))
     ax.set_xticks(range(0, len(steps), every), [str(s) for s in steps[::every]], fontsize=8)
     size = 8 if len(rows) <= 30 else 6
-    ax.set_yticks(range(len(rows)), rows, fontsize=size)
+    label_every = max(1, math.ceil(len(rows) / MAX_ROWS))  # at most MAX_ROWS labels stay readable in 700 px
+    ax.set_yticks(range(0, len(rows), label_every), rows[::label_every], fontsize=size)
     ax.set_xlabel("step")
 
 
 def _grid(table: Any, row_key: str, value: str, steps: list[int]) -> tuple[list[str], np.ndarray]:
     rows = list(dict.fromkeys(table[row_key]))
+    if not rows:
+        raise ValueError("nothing to draw: the series holds no weights of that kind")
     col = {s: i for i, s in enumerate(steps)}
     grid = np.full((len(rows), len(steps)), np.nan)
     where = {r: i for i, r in enumerate(rows)}
@@ -69,14 +85,11 @@ def plot_change(series: CheckpointSeries, by: str | None = None) -> Figure:
     image = ax.imshow(shown, aspect="auto", interpolation="nearest", cmap="viridis",
                       norm=LogNorm(vmin=lo, vmax=max(hi, lo * 1.0001)))  # fmt: skip
     bad = np.isnan(grid)
-    bad[:, 0] = False  # the first checkpoint has no previous: blank, not "not finite"
-    ys, xs = np.nonzero(bad)
-    if xs.size:
-        ax.scatter(xs, ys, marker="s", s=12, color="#d32f2f", label="not finite (or absent)")
-        ax.legend(loc="upper right", fontsize=8)
+    bad[:, 0] = False  # the first checkpoint has no previous: grey, not "not finite"
+    _mark(ax, bad, "not finite (or absent)")
     _ticks(ax, steps, rows)
     fig.colorbar(image, ax=ax, label="‖x − x_prev‖ / ‖x_prev‖")
-    ax.set_title(f"Relative change from the previous checkpoint, per {by}")
+    ax.set_title(f"Relative change from the previous checkpoint, per {by}", loc="left")
     return fig
 
 
@@ -91,7 +104,7 @@ def plot_histogram(series: CheckpointSeries, name: str, bins: int = 60) -> Figur
     ax.set_xlabel("step")
     ax.set_ylabel("value")
     fig.colorbar(image, ax=ax, label="log(1 + count)")
-    ax.set_title(f"{name}: distribution over steps")
+    ax.set_title(f"{name}: distribution over steps", loc="left")
     return fig
 
 
@@ -108,9 +121,11 @@ def plot_alpha(series: CheckpointSeries, **kwargs: Any) -> Figure:
     hi = max(8.0, float(finite.max()) if finite.size else 8.0)
     image = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="RdBu_r",
                       norm=TwoSlopeNorm(vcenter=4.0, vmin=lo, vmax=hi))  # fmt: skip
+    _, status = _grid(table.assign(bad=(table.status == "not finite").astype(float)), "name", "bad", steps)
+    _mark(ax, status == 1.0, "not finite (grey: no fit or skipped)")
     _ticks(ax, steps, rows)
     fig.colorbar(image, ax=ax, label="alpha (2–6: well trained; > 6 random-like; < 2 over-fitted)")
-    ax.set_title("Power-law alpha per layer over steps")
+    ax.set_title("Power-law alpha per layer over steps", loc="left")
     return fig
 
 
