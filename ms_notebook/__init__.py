@@ -23,6 +23,8 @@ _EXPORTS: dict[str, str] = {
     "CompareReport": "ms_notebook.checkpoint.compare",
     "diff": "ms_notebook.checkpoint.diff",
     "DiffReport": "ms_notebook.checkpoint.diff",
+    "open_series": "ms_notebook.checkpoint.series",
+    "CheckpointSeries": "ms_notebook.checkpoint.series",
     # MindSpore glue (no widgets)
     "TransferPlan": "ms_notebook.transfer",
     "TransferReport": "ms_notebook.transfer",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .errors import CheckpointError
 from .index import Checkpoint, open_checkpoint
 from .info import TensorInfo
+from .series import CheckpointSeries, open_series
 from .sets import CheckpointSet
 from .stats import TensorStats
 from .tree import Node
@@ -17,9 +18,11 @@ from .tree import Node
 __all__ = [
     "Checkpoint",
     "CheckpointError",
+    "CheckpointSeries",
     "CheckpointSet",
     "Node",
     "TensorInfo",
     "TensorStats",
     "open_checkpoint",
+    "open_series",
 ]

@@ -390,6 +390,16 @@ class Checkpoint:
         chunks = reader.iter_value(self.path, entry, dtype, chunk_elements, self._stamps)
         return compute_histogram(chunks, bins, range)
 
+    def diagnostics(
+        self, names: Sequence[str] | None = None, max_size: int | None = None, **kwargs: Any
+    ) -> pd.DataFrame:
+        """Per-layer norms, stable rank and power-law ``alpha`` of every 2-D weight and conv kernel, from the
+        weights alone (see ``checkpoint.diagnostics``); ``max_size`` raises the size above which a layer is
+        skipped; ``progress``/``cancelled`` as there."""
+        from .diagnostics import DEFAULT_MAX_SIZE, diagnostics
+
+        return diagnostics(self, names, max_size or DEFAULT_MAX_SIZE, **kwargs)
+
     def to_dataframe(self) -> pd.DataFrame:
         """One row per entry: name, group, dtype, shape, numel, nbytes."""
         import pandas as pd

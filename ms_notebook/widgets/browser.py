@@ -16,13 +16,26 @@ from typing import Any
 import ipywidgets as W
 
 from ms_notebook.checkpoint.compare import PROBLEMS, CompareReport, CompareRow, compare
+from ms_notebook.checkpoint.series import CheckpointSeries
 from ms_notebook.checkpoint.sets import CheckpointSet
 from ms_notebook.checkpoint.tree import split_name
 from ms_notebook.widgets.set_panel import MergeControl, set_header_html, slices_html
 from ms_notebook.widgets.static import StaticRendering
 from ms_notebook.widgets.tensor_view import DETAILS_CSS, details_html
 from ms_notebook.widgets.tree import TreeView
-from ms_notebook.widgets.tree_model import TreeModel, human_bytes, human_count
+from ms_notebook.widgets.tree_model import Column, TreeModel, human_bytes, human_count
+
+# layer diagnostics in the tree: columns, and the row statuses of layers outside healthy ranges
+DIAGNOSTIC_COLUMNS = (
+    Column("alpha", "α", "number"),
+    Column("stable_rank", "St. rank", "number"),
+    Column("spectral_norm", "σ max", "number"),
+)
+DIAGNOSTIC_STATUSES = {
+    "under-trained": "under_trained",
+    "over-trained": "over_trained",
+    "not finite": "not_finite",
+}
 
 
 @dataclass(frozen=True)
@@ -96,9 +109,13 @@ class CheckpointBrowser(StaticRendering, W.VBox):
     """The browser widget. ``CheckpointBrowser(path_or_checkpoint, net=None)``; ``net`` may be a Cell, a
     mapping
     ``{name: (shape, dtype)}`` or a :class:`CompareReport`: rows are coloured by what ``load_param_into_net``
-    would do."""
+    would do. Given a :class:`CheckpointSeries` (``open_series``), it shows the series' last checkpoint, a
+    "Δ first" column (relative change since the first checkpoint) and an "Over time" view."""
 
     def __init__(self, path_or_checkpoint: Any, net: Any = None, *, height: int = 440) -> None:
+        self.series = path_or_checkpoint if isinstance(path_or_checkpoint, CheckpointSeries) else None
+        if self.series is not None:
+            path_or_checkpoint = self.series[-1]
         self.checkpoint = _open(path_or_checkpoint)
         self.model = TreeModel(self.checkpoint.entries)
         self.tree = TreeView(self.model, height=height)
@@ -106,6 +123,8 @@ class CheckpointBrowser(StaticRendering, W.VBox):
         self._report_rows: dict[str, CompareRow] = {}
         self._names = {e.name for e in self.checkpoint.entries}
         self._missing: dict[str, MissingParam] = {}
+        self._diagnostic_statuses: dict[str, str] = {}
+        self.diagnostics_table: Any = None
 
         self.header = W.HTML(header_html(self.checkpoint) + set_header_html(self.checkpoint))
         is_set = isinstance(self.checkpoint, CheckpointSet)
@@ -118,6 +137,9 @@ class CheckpointBrowser(StaticRendering, W.VBox):
         self.expand_all = W.Button(description="Expand all", layout=W.Layout(width="auto"))
         self.collapse_all = W.Button(description="Collapse all", layout=W.Layout(width="auto"))
         self.compare_summary = W.HTML("")
+        self.diagnostics_button = W.Button(description="Layer diagnostics", layout=W.Layout(width="auto"),
+                                           tooltip="alpha, stable rank and spectral norm of every layer")
+        self.diagnostics_summary = W.HTML("")
         for box in (self.show_optimizer, self.show_extra, self.only_problems, self.heatmap):
             box.layout = W.Layout(width="auto", margin="0 12px 0 0")
         self.details = W.HTML(
@@ -135,6 +157,7 @@ class CheckpointBrowser(StaticRendering, W.VBox):
         self.heatmap.observe(lambda _ch: self._show_details(), "value")
         self.expand_all.on_click(lambda _b: self._expand(True))
         self.collapse_all.on_click(lambda _b: self._expand(False))
+        self.diagnostics_button.on_click(lambda _b: self._diagnostics_clicked())
         self.tree.observe(lambda _ch: self._show_details(), "selected")
         self.tree.observe(lambda _ch: self.mark_static_stale(), ["rows", "selected"])  # the copy catches up
 
@@ -147,6 +170,7 @@ class CheckpointBrowser(StaticRendering, W.VBox):
                 self.heatmap,
                 self.expand_all,
                 self.collapse_all,
+                self.diagnostics_button,
             ],
             layout=W.Layout(align_items="center", flex_flow="row wrap"),
         )
@@ -155,7 +179,16 @@ class CheckpointBrowser(StaticRendering, W.VBox):
             layout=W.Layout(width="100%", align_items="flex-start", flex_flow="row wrap"),
         )
         merge = [self.merge] if self.merge is not None else []
-        super().__init__([self.header, *merge, toolbar, self.compare_summary, body])
+        self.over_time = None
+        if self.series is not None:
+            from ms_notebook.widgets.series_view import OverTimeView
+
+            self.over_time = OverTimeView(self.series)
+            self._series_column()
+        over_time = [self.over_time] if self.over_time is not None else []
+        super().__init__(
+            [self.header, *merge, toolbar, self.compare_summary, self.diagnostics_summary, body, *over_time]
+        )
         self.add_class("ms-checkpoint-browser")
         if net is not None:
             self.compare_with(net)
@@ -184,8 +217,62 @@ class CheckpointBrowser(StaticRendering, W.VBox):
         self._apply_statuses()
         return report
 
+    def _series_column(self) -> None:
+        """A "Δ first" column: each weight's relative L2 change from the first checkpoint to the last."""
+        table = self.series.change()
+        last = table[table.path == self.checkpoint.path]
+        self.model.values["change_first"] = {
+            row.name: "–" if row.change_first != row.change_first else f"{row.change_first:.3g}"
+            for row in last.itertuples()
+        }
+        self.tree.add_columns([Column("change_first", "Δ first", "number")])
+
+    def show_diagnostics(self, max_size: int | None = None) -> Any:
+        """Compute ``checkpoint.diagnostics()`` and show α, stable rank and σ max as tree columns; layers
+        outside healthy ranges are marked (under-trained: α > 6, over-trained: α < 2, not finite).
+        Returns the DataFrame."""
+        df = self.checkpoint.diagnostics(max_size=max_size)
+        self.diagnostics_table = df
+
+        def text(value: float) -> str:
+            return "–" if value != value else f"{value:.3g}"
+
+        for column in ("alpha", "stable_rank", "spectral_norm"):
+            self.model.values[column] = {row.name: text(getattr(row, column)) for row in df.itertuples()}
+        known = {c.key for c in self.model.columns}
+        self.tree.add_columns([c for c in DIAGNOSTIC_COLUMNS if c.key not in known])
+        self._diagnostic_statuses = {
+            row.name: DIAGNOSTIC_STATUSES[row.status]
+            for row in df.itertuples()
+            if row.status in DIAGNOSTIC_STATUSES
+        }
+        counts = df.status.value_counts().to_dict()
+        parts = [f"<b>{len(df)}</b> layers"] + [
+            f"<b>{n}</b> {html.escape(status)}" for status, n in counts.items() if status != "ok"
+        ]
+        self.diagnostics_summary.value = (
+            '<div class="ms-compare-summary">Layer diagnostics: ' + " · ".join(parts)
+            + ' <span style="color:var(--jp-ui-font-color2,#616161)">(α from the eigenvalues of WᵀW: '
+            "2–6 well trained, &gt; 6 random-like, &lt; 2 over-fitted; heuristics)</span></div>"
+        )
+        self.diagnostics_button.disabled = True
+        self._apply_statuses()
+        self.refresh_static()
+        return df
+
+    def _diagnostics_clicked(self) -> None:
+        with self.deferred_static():
+            self.diagnostics_button.description = "Computing…"
+            try:
+                self.show_diagnostics()
+            finally:
+                self.diagnostics_button.description = "Layer diagnostics"
+
     def _apply_statuses(self) -> None:
         statuses = dict(self.report.statuses) if self.report else {}
+        for name, status in self._diagnostic_statuses.items():  # compare problems first, then health
+            if statuses.get(name) in (None, "matched"):
+                statuses[name] = status
         for name, status in list(statuses.items()):  # mark the inner nodes that hold problems
             if status in PROBLEMS:
                 prefix = ""
@@ -220,11 +307,17 @@ class CheckpointBrowser(StaticRendering, W.VBox):
     def static_html(self) -> str:
         """Header, compare summary, the visible rows and the details pane, as plain HTML."""
         return (
-            header_html(self.checkpoint) + self.compare_summary.value
+            header_html(self.checkpoint) + self.compare_summary.value + self.diagnostics_summary.value
             + "<div style='display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start'>"
             f"<div style='flex:3 1 420px;min-width:0;overflow-x:auto'>{self.tree.static_html()}</div>"
             f"<div style='flex:2 1 260px;min-width:0'>{self.details.value}</div></div>"
+            + (self._over_time_html() if self.over_time is not None else "")
         )
+
+    def _over_time_html(self) -> str:
+        from ms_notebook.widgets.series_view import over_time_section
+
+        return over_time_section(self.over_time)
 
     def _show_details(self) -> None:
         name = self.tree.selected
@@ -238,6 +331,8 @@ class CheckpointBrowser(StaticRendering, W.VBox):
                 f"{'×'.join(map(str, m.shape)) or 'scalar'} {html.escape(m.dtype)}.</div></div>"
             )
         elif name in self._names:
+            if self.over_time is not None:
+                self.over_time.select(name)
             body = details_html(self.checkpoint, name, heatmap=self.heatmap.value)
             body += slices_html(self.checkpoint, name)
             row = self._report_rows.get(name)
@@ -258,7 +353,8 @@ class CheckpointBrowser(StaticRendering, W.VBox):
 
 
 def browse(path_or_checkpoint: Any, net: Any = None) -> CheckpointBrowser:
-    """Open a checkpoint (path or ``Checkpoint``) in the browser widget; ``net`` adds the compare colours."""
+    """Open a checkpoint (path, ``Checkpoint`` or ``CheckpointSeries``) in the browser widget; ``net`` adds
+    the compare colours."""
     return CheckpointBrowser(path_or_checkpoint, net)
 
 

@@ -61,6 +61,9 @@ _STATUS_COLOR = {
     "dtype_converted": "#f57c00",
     "unexpected": "#0097a7",
     "frozen": "#0097a7",
+    "under_trained": "#f57c00",
+    "over_trained": "#8e24aa",
+    "not_finite": "#d32f2f",
 }
 _CHECK_TEXT = {True: "✓", False: "", "mixed": "◐"}
 
