@@ -109,6 +109,19 @@ def test_code_pane_shows_to_code_and_follows_the_plan(pretrained):
     assert panel.code == panel.plan.to_code(optimizer="nn.Adam(params, 1e-3)")
 
 
+def test_code_pane_writes_mindspore_2s_own_loop_when_that_style_is_chosen(pretrained):
+    panel = TransferPanel(SmallNet(5), pretrained, optimizer_code="nn.Adam(params, 1e-3)")
+    assert panel.code_style.layout.display == "none"  # shown with the code only
+    panel.show_code.value = True
+    assert panel.code_style.layout.display == "" and "value_and_grad" not in panel.code
+    panel.code_style.value = "functional"
+    code = panel.code
+    assert code == panel.plan.to_code(optimizer="nn.Adam(params, 1e-3)", style="functional")
+    assert "grad_fn = ms.value_and_grad(forward_fn, None, optimizer.parameters, has_aux=True)" in code
+    assert "for data, label in curves.steps(train_dataset.create_tuple_iterator()):" in code
+    compile(code, "<functional>", "exec")
+
+
 def test_code_pane_is_highlighted_and_names_the_demo_checkpoint_not_its_cache_path(tmp_path, monkeypatch):
     from ms_notebook.demo import DigitsNet
     from ms_notebook.demo.pretrained import checkpoint_path, train_pretrained

@@ -236,6 +236,14 @@ class TransferPanel(StaticRendering, W.VBox):
         self.apply_button.on_click(lambda _b: self._clicked(self.apply))
         self.show_code = W.ToggleButton(False, description="Show code", icon="code")
         self.show_code.observe(lambda _ch: self._refresh_code(), "value")
+        # which training idiom the code continues with: none (load, freeze, optimizer), or MindSpore 2.x's own
+        # loop (value_and_grad + train_step, what its tutorials teach)
+        self.code_style = W.Dropdown(options=[("load + freeze + optimizer", "model"),
+                                              ("+ your own loop (MindSpore 2.x)", "functional")],
+                                     value="model", layout=W.Layout(width="auto", display="none"),
+                                     tooltip="The code's style: stop at the optimizer, or go on with "
+                                             "value_and_grad, train_step and the loop")
+        self.code_style.observe(lambda _ch: self._refresh_code(), "value")
         self.message = W.HTML()
         self.report_view = W.HTML()
         self.code_pane = CodePane(title="The same in plain MindSpore")
@@ -252,7 +260,7 @@ class TransferPanel(StaticRendering, W.VBox):
                 W.HBox([self.discriminative, self.lr_low, self.lr_high],
                        layout=W.Layout(align_items="center", flex_flow="row wrap")),
                 W.HBox(
-                    [self.apply_button, self.freeze_bn_stats, self.show_code],
+                    [self.apply_button, self.freeze_bn_stats, self.show_code, self.code_style],
                     layout=W.Layout(align_items="center", flex_flow="row wrap"),
                 ),
                 self.message,
@@ -344,8 +352,10 @@ class TransferPanel(StaticRendering, W.VBox):
             return None
 
     def _refresh_code(self) -> None:
-        self.code_pane.code = self.plan.to_code(optimizer=self.optimizer_code, lr=self._lr_or_none())
+        self.code_pane.code = self.plan.to_code(optimizer=self.optimizer_code, lr=self._lr_or_none(),
+                                                style=self.code_style.value)
         self.code_pane.layout.display = "" if self.show_code.value else "none"
+        self.code_style.layout.display = "" if self.show_code.value else "none"
 
     @property
     def code(self) -> str:
