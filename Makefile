@@ -52,7 +52,7 @@ OLDEST_MINDSPORE ?= 2.7.0
 VENV_OLDEST := .venv-oldest
 MINDSPORE_TESTS := tests/test_transfer_plan.py tests/test_transfer_training.py tests/test_transfer_script.py \
                    tests/test_runner.py tests/test_curves.py tests/test_run_checkpoints.py tests/test_devices.py \
-                   tests/test_worker.py tests/test_launch.py \
+                   tests/test_worker.py tests/test_launch.py tests/test_functional_loop.py tests/test_runner_functional.py \
                    tests/test_checkpoint_sets_ranks.py tests/test_checkpoint_sets_use.py
 $(VENV_OLDEST)/.installed: $(VENV)/.installed pyproject.toml
 	$(PYTHON) -m venv $(VENV_OLDEST)
