@@ -1,5 +1,5 @@
-"""The Studio's buttons on your own MindSpore 2.x step (Studio(make_train_step=...)) in JupyterLab: Apply a preset,
-Fine-tune, watch progress, Stop, Evaluate; the runner behind them trains with the step you wrote."""
+"""The Studio's buttons on your own MindSpore 2.x step (Studio(make_train_step=...)) in JupyterLab: Apply a
+preset, Fine-tune, watch progress, Stop, Evaluate; the runner behind them trains with the step you wrote."""
 
 from __future__ import annotations
 
