@@ -106,7 +106,8 @@ class CurveView:
         if self.chart is None:
             from ms_notebook.widgets.live_chart import LiveChart
 
-            chart = LiveChart(smoothing=self.curves.smoothing, log_y=self.curves.log_y)
+            chart = LiveChart(smoothing=self.curves.smoothing, log_y=self.curves.log_y,
+                              standalone=not self.embedded)
             chart.show_overlays(self.curves.overlays)
             chart.show_run(self.curves.history_obj)
             chart.observe(self._on_style, names=["smoothing", "log_y"])
@@ -123,8 +124,10 @@ class CurveView:
         curves = self.curves
         from .progress import progress_line
 
+        chart.standalone = not self.embedded
         chart.status = curves.state or ""
-        chart.progress = progress_line(curves.progress_obj.snapshot()) if curves.state else ""
+        shown = curves.state and not self.embedded  # an embedding widget shows progress itself
+        chart.progress = progress_line(curves.progress_obj.snapshot()) if shown else ""
         chart.fraction = float(curves.progress_obj.snapshot().get("fraction") or 0.0)
         chart.stoppable = bool(curves.stop_button and not self.embedded and curves._training)
         chart.notice = curves.notice or ""

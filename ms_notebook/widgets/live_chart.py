@@ -15,6 +15,8 @@ Python -> view (synced traitlets)
   ``progress``     one line of progress ("epoch 2/5 · step 40/100 · 14 steps/s · ETA 4 s"); ``fraction`` 0–1
   ``stoppable``    show a Stop button (a standalone loop's chart; a Dashboard has its own); ``notice``: a
                    sentence the run wants said (a non-finite loss)
+  ``standalone``   a chart of its own (your loop's): it has the run line (progress, Stop); one inside a
+                   Dashboard or a job's view has not, they show progress and Stop themselves
   ``interrupt_kernel`` this kernel's id while a loop runs in the foreground cell (``steps()``), else ""
 view -> Python
   a ``{"event": "stop"}`` message when Stop is pressed (``LiveCurves.stop()``); with ``interrupt_kernel``
@@ -91,6 +93,7 @@ class LiveChart(anywidget.AnyWidget):
     stoppable = traitlets.Bool(False).tag(sync=True)
     notice = traitlets.Unicode("").tag(sync=True)
     interrupt_kernel = traitlets.Unicode("").tag(sync=True)
+    standalone = traitlets.Bool(True).tag(sync=True)
 
     @traitlets.validate("smoothing")
     def _valid_smoothing(self, proposal: dict[str, Any]) -> float:

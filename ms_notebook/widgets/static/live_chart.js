@@ -287,7 +287,9 @@ function render({ model, el: root }) {
   const legend = document.createElement("div");
   legend.className = "ms-live-chart-legend";
   const svg = el("svg", { class: "ms-live-chart-svg", role: "img" });
-  root.append(bar, runLine, notice, legend, svg);
+  // a chart inside a Dashboard or a job's view: they show progress and Stop themselves (no second Stop button)
+  if (model.get("standalone")) root.append(bar, runLine, notice, legend, svg);
+  else root.append(bar, notice, legend, svg);
 
   function legendItem(swatch, text, cls = "") {
     const item = document.createElement("span");
