@@ -73,6 +73,9 @@ class CheckpointSet(Checkpoint):
         self.rank_files = info.rank_files
         self.replica_ranks = info.replica_ranks
         self._replicas: ReplicaCheck | None = None
+        ordered = self.tree_order()  # entries and DataFrame as the tree lists them, not in shard order
+        if len(ordered) == len(self.entries):
+            self.entries = list(ordered)
         return self
 
     @property
