@@ -91,7 +91,8 @@ def blocks_html(plan: TransferPlan, lr: Any = None) -> str:
     )
     return ("<details class='ms-transfer-blocks' style='font-family:var(--jp-ui-font-family)'>"
             f"<summary>{len(rows)} blocks (the steps of Train last n and of discriminative rates)</summary>"
-            "<div style='max-height:14em;overflow:auto'><table style='border-collapse:collapse'>"
+            "<div class='ms-scroll-x' style='max-height:14em;overflow:auto'>"
+            "<table style='border-collapse:collapse;white-space:nowrap'>"
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div></details>")
 
 
@@ -237,7 +238,7 @@ class TransferPanel(StaticRendering, W.VBox):
         self.show_code = W.ToggleButton(False, description="Show code", icon="code")
         self.show_code.observe(lambda _ch: self._refresh_code(), "value")
         self.message = W.HTML()
-        self.report_view = W.HTML()
+        self.report_view = W.HTML(layout=W.Layout(min_width="0"))  # a wide report scrolls, not widens
         self.code_pane = CodePane(title="The same in plain MindSpore")
         self.code_pane.layout = W.Layout(display="none")
         header = W.HTML(HEADER)
