@@ -501,14 +501,3 @@ class Checkpoint:
             f"<Checkpoint {self.path!r} format={self.format} tensors={len(self)} ({parts}) "
             f"params={self.num_params:,} size={format_size(self.file_size)}>"
         )
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """In a notebook, a Checkpoint as a cell's last expression shows the browser (text as fallback).
-
-        The widgets layer is imported only here, on display, so the index itself never depends on it.
-        """
-        try:
-            from ms_notebook.widgets.browser import checkpoint_mimebundle
-        except ImportError:
-            return {"text/plain": repr(self)}
-        return checkpoint_mimebundle(self, include, exclude)
