@@ -144,7 +144,9 @@ class LRFinderResult:
             fig.tight_layout()
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png")
-        return buffer.getvalue()
+        from .plotting import compact_png
+
+        return compact_png(buffer.getvalue())
 
     def _repr_png_(self) -> bytes:
         return self.figure_png()

@@ -12,9 +12,19 @@ import urllib.request
 
 import pytest
 
-from tests.tutorials import NAMES
+from tests.tutorials import NAMES, NOTEBOOKS
 
-from .conftest import cell_output, lab_env, open_notebook, run_cell, screenshot, wait_for, write_notebook
+from .conftest import (
+    ARTIFACTS,
+    cell_output,
+    lab_env,
+    open_notebook,
+    run_all,
+    run_cell,
+    screenshot,
+    wait_for,
+    write_notebook,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -160,3 +170,21 @@ _DISCONNECTED_JS = """
   return {views: views.length, signs: signs.length, widgets: panel.querySelectorAll('.ms-widget').length};
 }
 """
+
+
+def test_the_classroom_notebook_run_and_saved_in_jupyterlab_stays_small(page, lab, demo_checkpoint):
+    """Run All of notebook 03, saved by JupyterLab with its widget state: figures are palette PNGs (a third of
+    RGB), so the lesson is ~410 KB, not the ~1 MB it was (the issue's target is 300 KB: not reached yet; the
+    anywidget views' ES modules, ~40 KB, are stored once per model by anywidget)."""
+    shutil.copy(NOTEBOOKS / "03_classroom_studio.ipynb", lab.root / "lesson-size.ipynb")
+    open_notebook(page, lab, "lesson-size.ipynb")
+    page.wait_for_timeout(1500)
+    run_all(page)
+    page.locator(".jp-NotebookPanel .jp-Cell").first.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+s")
+    path = lab.root / "lesson-size.ipynb"
+    wait_for(lambda: "widgets" in json.loads(path.read_text())["metadata"], 30, "the notebook saved")
+    size = path.stat().st_size
+    (ARTIFACTS / "lesson-size.txt").write_text(f"{size}\n")
+    assert size < 450_000, size
