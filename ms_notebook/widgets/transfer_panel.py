@@ -136,12 +136,18 @@ class CodePane(StaticRendering, anywidget.AnyWidget):
     _esm = _STATIC / "code_pane.js"
     _css = _STATIC / "code_pane.css"
     code = traitlets.Unicode("").tag(sync=True)
-    code_html = traitlets.Unicode("").tag(sync=True)  # ``code`` highlighted (set from ``code``)
+    code_html = traitlets.Unicode("").tag(sync=True)  # ``code`` highlighted while the pane is shown, else ""
     title = traitlets.Unicode("").tag(sync=True)
 
     @traitlets.observe("code")
-    def _highlight(self, change: dict[str, Any]) -> None:
-        self.code_html = highlight(change["new"])
+    def _highlight(self, _change: dict[str, Any]) -> None:
+        self.refresh_html()
+
+    def refresh_html(self) -> None:
+        """Highlight ``code`` while the pane is shown; a hidden pane holds none (it is saved with the
+        notebook's widget state: ~18 KB of spans for nothing)."""
+        shown = self.layout.display != "none"
+        self.code_html = highlight(self.code) if shown else ""
 
     def static_html(self) -> str:
         title = f"<div style='color:var(--jp-ui-font-color2,#616161)'>{html.escape(self.title)}</div>"
@@ -345,8 +351,9 @@ class TransferPanel(StaticRendering, W.VBox):
             return None
 
     def _refresh_code(self) -> None:
-        self.code_pane.code = self.plan.to_code(optimizer=self.optimizer_code, lr=self._lr_or_none())
         self.code_pane.layout.display = "" if self.show_code.value else "none"
+        self.code_pane.code = self.plan.to_code(optimizer=self.optimizer_code, lr=self._lr_or_none())
+        self.code_pane.refresh_html()
 
     @property
     def code(self) -> str:
