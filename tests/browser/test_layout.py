@@ -33,6 +33,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SETUP = """
 import os
 os.environ.setdefault("GLOG_v", "3")
+os.environ.pop("MS_NOTEBOOK_RUNS", None)  # run folders beside the notebook (in the lab's temporary root)
 import mindspore as ms
 import ms_notebook as msn
 from ms_notebook import demo
