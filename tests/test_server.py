@@ -382,16 +382,19 @@ def test_a_tiny_tensor_is_answered_while_eight_big_statistics_run(server: Server
 def test_statistics_for_a_client_that_hung_up_are_dropped(server: Server) -> None:
     """A request whose client hangs up while it waits behind big statistics is dropped, not computed."""
     slow = (np.arange(SLOW, dtype=np.float32) % 1000).astype(ml_dtypes.bfloat16)  # bf16: the slow path
-    write_ckpt(server.root / "slow.ckpt", [("slow", [SLOW], "BFloat16", slow.tobytes())])
+    # a tensor per blocker: another number of bins of one tensor comes from its first pass, not a new read
+    names = ["slow", *(f"slow{i}" for i in range(1, 8))]
+    data = slow.tobytes()
+    write_ckpt(server.root / "slow.ckpt", ((name, [SLOW], "BFloat16", data) for name in names))
     host, port = server.url.removeprefix("http://").split(":")
     finished: list[float] = []
 
-    def blocker(bins: int) -> None:
-        status, _ = server.get("tensor", path="slow.ckpt", name="slow", bins=str(bins))
+    def blocker(bins: int, name: str) -> None:
+        status, _ = server.get("tensor", path="slow.ckpt", name=name, bins=str(bins))
         assert status == 200
         finished.append(time.monotonic())
 
-    blockers = [threading.Thread(target=blocker, args=(101 + i,)) for i in range(8)]
+    blockers = [threading.Thread(target=blocker, args=(101 + i, names[i])) for i in range(8)]
     for t in blockers:  # the big pool is busy for a while: the next big request queues behind them
         t.start()
     time.sleep(0.2)
