@@ -340,9 +340,11 @@ class Checkpoint:
         return SUMMARIES.get_or_compute(key, compute, cancelled)
 
     def is_described(self, name: str, bins: int = DEFAULT_BINS) -> bool:
-        """Whether ``describe(name, bins)`` would answer from the cache, without reading anything."""
-        entry = self._by_name[name]
-        return SUMMARIES.get((self._entry_stamps(entry), name, max(1, int(bins)))) is not None
+        """Whether ``describe(name, bins)`` would answer without reading the tensor (its summary, or what an
+        earlier pass kept for any other ``bins``, is cached)."""
+        stamps = self._entry_stamps(self._by_name[name])
+        return (SUMMARIES.get((stamps, name, max(1, int(bins)))) is not None
+                or SKETCHES.get((stamps, name)) is not None)
 
     def _entry_stamps(self, entry: RawEntry) -> tuple:
         """The files ``entry`` is read from, with their stamps: part of every cache key."""
