@@ -174,8 +174,9 @@ _DISCONNECTED_JS = """
 
 def test_the_classroom_notebook_run_and_saved_in_jupyterlab_stays_small(page, lab, demo_checkpoint):
     """Run All of notebook 03, saved by JupyterLab with its widget state: figures are palette PNGs (a third of
-    RGB), so the lesson is ~410 KB, not the ~1 MB it was (the issue's target is 300 KB: not reached yet; the
-    anywidget views' ES modules, ~40 KB, are stored once per model by anywidget)."""
+    RGB) and a hidden code pane holds no highlighted copy, so the lesson is ~390 KB, not the ~1 MB it was (the
+    issue's target is 300 KB: not reached yet; anywidget stores each view's ES module and CSS per model,
+    ~55 KB, and the run figure sits in both the Studio's image/png and its static HTML)."""
     shutil.copy(NOTEBOOKS / "03_classroom_studio.ipynb", lab.root / "lesson-size.ipynb")
     open_notebook(page, lab, "lesson-size.ipynb")
     page.wait_for_timeout(1500)
