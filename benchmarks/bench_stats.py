@@ -7,6 +7,8 @@ subprocess with the file in the page cache:
 - the baseline: one raw NumPy pass over the tensor's bytes, ``np.fromfile`` + ``mean``;
 - ``Checkpoint.describe`` (statistics + 40-bin histogram, one pass), with its peak RSS increase
   (target: within 3x the baseline, extra memory about one chunk);
+- the README's two calls, ``ck.stats(name)`` then ``ck.histogram(name, bins=50)`` (and ``bins=20`` after it),
+  from cold: one pass, the histograms from what it kept (target: within 3x the baseline);
 - a click in the notebook browser (``CheckpointBrowser.select``, the details pane drawn), first and second
   time (the second comes from the summary cache), on the 1 GB bfloat16 tensor and on the demo checkpoint.
 
@@ -89,7 +91,7 @@ def _measure(what: str, path: str, name: str, repeat: int) -> dict:
     import ml_dtypes
 
     from ms_notebook.checkpoint import open_checkpoint
-    from ms_notebook.checkpoint.summaries import SUMMARIES
+    from ms_notebook.checkpoint.summaries import clear_all
     from ms_notebook.widgets.browser import CheckpointBrowser
 
     ck = open_checkpoint(path)
@@ -104,17 +106,23 @@ def _measure(what: str, path: str, name: str, repeat: int) -> dict:
         t0 = time.perf_counter()
         ck.describe(name, 40)
         return {"describe_s": time.perf_counter() - t0, "rss_increase": max(0, peak_rss() - base)}
-    rounds: dict[str, list[float]] = {"numpy": [], "numpy_bits": [], "describe": [], "click": [], "again": []}
-    steps = ["numpy", "numpy_bits", "describe", "click"]
+    rounds: dict[str, list[float]] = {
+        "numpy": [], "numpy_bits": [], "describe": [], "stats_hist": [], "click": [], "again": []
+    }  # fmt: skip
+    steps = ["numpy", "numpy_bits", "describe", "stats_hist", "click"]
     for i in range(repeat):
-        for step in steps[i % 4 :] + steps[: i % 4]:  # a rotating order: none always runs first
+        for step in steps[i % 5 :] + steps[: i % 5]:  # a rotating order: none always runs first
             _warm(Path(path))  # whatever the others did to the page cache, each step starts warm
-            SUMMARIES.clear()
+            clear_all()
             t0 = time.perf_counter()
             if step in ("numpy", "numpy_bits"):
                 _raw_pass(path, spans, dtype, bits=step == "numpy_bits")
             elif step == "describe":
                 ck.describe(name, 40)
+            elif step == "stats_hist":
+                ck.stats(name)
+                ck.histogram(name, bins=50)
+                ck.histogram(name, bins=20)
             else:
                 browser.select(name)  # the details pane: statistics, histogram, preview
                 rounds["click"].append(time.perf_counter() - t0)
@@ -129,6 +137,9 @@ def _measure(what: str, path: str, name: str, repeat: int) -> dict:
     out = {k: statistics.median(v) for k, v in rounds.items()}
     out["describe_ratio"] = statistics.median(
         d / n for d, n in zip(rounds["describe"], rounds["numpy"], strict=True)
+    )
+    out["stats_hist_ratio"] = statistics.median(
+        d / n for d, n in zip(rounds["stats_hist"], rounds["numpy"], strict=True)
     )
     out["click_ratio"] = statistics.median(
         c / n for c, n in zip(rounds["click"], rounds["numpy"], strict=True)
@@ -190,6 +201,8 @@ def main() -> None:
             print(f"  describe (stats + hist)   {r['describe']:7.3f} s   {r['describe_ratio']:5.2f}x the raw "
                   f"pass (target <= 3x); peak RSS +{mem['rss_increase'] / 2**20:.1f} MB (one chunk: "
                   f"{chunk_mb:.0f} MB)")  # fmt: skip
+            print(f"  stats + histogram(50, 20) {r['stats_hist']:7.3f} s   {r['stats_hist_ratio']:5.2f}x "
+                  f"the raw pass (target <= 3x)")  # fmt: skip
             print(f"  notebook browser click    {r['click']:7.3f} s   {r['click_ratio']:5.2f}x the raw pass "
                   f"(target <= 3x); second click {r['again'] * 1e3:.1f} ms")  # fmt: skip
             path.unlink()

@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     # MindSpore glue (no widgets)
     "TransferPlan": "ms_notebook.transfer",
     "TransferReport": "ms_notebook.transfer",
+    "merge": "ms_notebook.transfer",
     "LiveCurves": "ms_notebook.runs.curves",
     "follow": "ms_notebook.runs.curves",
     "Runner": "ms_notebook.runs.runner",
@@ -58,6 +59,28 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def _register_display() -> None:
+    """Inside an IPython kernel, let the widgets layer register how checkpoints and runs are shown (by type
+    name: nothing heavy is imported now). Lower layers keep a text repr and never import the widgets."""
+    import sys
+
+    if "IPython" not in sys.modules:
+        return
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None and getattr(shell, "kernel", None) is not None:
+            from ms_notebook.widgets.display import register
+
+            register(shell)
+    except Exception:  # never let display set-up break the import
+        pass
+
+
+_register_display()
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

@@ -131,11 +131,14 @@ def _add_merge(sub: argparse._SubParsersAction) -> None:
 
 
 def _merge(args: argparse.Namespace) -> int:
+    from ms_notebook.checkpoint.sets import CheckpointSet
+    from ms_notebook.transfer.merge import merge
+
     ck = _open(args)
-    if not hasattr(ck, "merge"):
+    if not isinstance(ck, CheckpointSet):
         print(f"ms-notebook merge: error: {args.path} is one file, not a set", file=sys.stderr)
         return 1
-    merged = ck.merge(args.dst, format=args.format, overwrite=args.overwrite)
+    merged = merge(ck, args.dst, format=args.format, overwrite=args.overwrite)
     print(f"wrote {merged.path} ({merged.format}, {len(merged)} tensors)")
     return 0
 

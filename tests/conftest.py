@@ -19,6 +19,11 @@ os.environ.setdefault("GLOG_v", "3")
 INDEX_CACHE = tempfile.mkdtemp(prefix="ms-notebook-index-")
 os.environ["MS_NOTEBOOK_INDEX_CACHE"] = INDEX_CACHE
 atexit.register(shutil.rmtree, INDEX_CACHE, True)
+# Run folders that the Studio and Dashboard make by default (./runs beside the notebook) go here instead of
+# into the repository, for this process and every kernel it starts.
+RUNS = tempfile.mkdtemp(prefix="ms-notebook-runs-")
+os.environ["MS_NOTEBOOK_RUNS"] = RUNS
+atexit.register(shutil.rmtree, RUNS, True)
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

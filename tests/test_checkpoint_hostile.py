@@ -239,9 +239,45 @@ def test_big_tensor_statistics_match_numpy_and_the_histogram_is_exact_on_its_edg
     assert edges[0] <= x.min() and edges[-1] >= x.max()
     assert (edges[-1] - edges[0]) <= 1.01 * (float(x.max()) - float(x.min()))  # snug around the values
     assert np.array_equal(summary.counts, np.histogram(ref, bins=edges)[0])
-    counts, np_edges = ck.histogram("x", bins=40)  # the API stays numpy.histogram over [min, max]
+    counts, hist_edges = ck.histogram("x", bins=40)  # describe's, from the cache
+    assert np.array_equal(counts, summary.counts) and np.array_equal(hist_edges, edges)
+    s = ck.stats("x")
+    counts, np_edges = ck.histogram("x", bins=40, range=(s.min, s.max))  # numpy's own edges: one more pass
     ref_counts, ref_edges = np.histogram(ref, bins=40)
     assert np.array_equal(counts, ref_counts) and np.allclose(np_edges, ref_edges)
+
+
+@pytest.mark.parametrize("dtype", ["Float32", "BFloat16"])
+def test_stats_then_histograms_of_any_bins_read_the_tensor_once(tmp_path, monkeypatch, dtype):
+    """The README's two calls, then other bin counts in any order: one pass over the bytes, exact counts."""
+    import ms_notebook.checkpoint.index as index
+
+    rng = np.random.default_rng(2)
+    np_dtype = np.float32 if dtype == "Float32" else ml_dtypes.bfloat16
+    x = (rng.standard_normal(5_000_000) * 0.02).astype(np_dtype)
+    path = write_ckpt(tmp_path / "w.ckpt", [("w", [x.size], dtype, x.tobytes())])
+    passes = []
+    real = index.reader.iter_value
+
+    def counted(*args, **kwargs):
+        passes.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(index.reader, "iter_value", counted)
+    ck = open_checkpoint(path)
+    ref = x.astype(np.float64)
+    s = ck.stats("w")
+    assert (s.min, s.max) == (float(ref.min()), float(ref.max()))
+    for bins in (50, 7, 200, 50, 1):
+        counts, edges = ck.histogram("w", bins=bins)
+        assert len(counts) == bins and counts.sum() == x.size
+        assert np.array_equal(counts, np.histogram(ref, bins=edges)[0])
+        assert edges[0] <= ref.min() and edges[-1] >= ref.max()
+        assert (edges[-1] - edges[0]) <= 1.01 * (ref.max() - ref.min())
+        if dtype == "BFloat16":  # counted per value: numpy's own edges
+            assert np.allclose(edges, np.histogram(ref, bins=bins)[1])
+    assert ck.describe("w", 33).stats == s
+    assert len(passes) == 1
 
 
 def test_the_second_summary_is_served_from_the_cache_shared_by_all_checkpoint_objects(tmp_path):

@@ -210,3 +210,15 @@ def test_a_shard_changed_after_opening_is_refused_by_name(sharded):
     with pytest.raises(CheckpointError, match="changed after it was opened") as err:
         ck["lm_head.weight"]
     assert err.value.path == str(shard)
+
+
+def test_a_sets_entries_and_dataframe_follow_the_tree_not_the_shards(tmp_path):
+    """Twelve layers dealt round-robin over five shards list as layers.0, 1, 2 … 11, as the tree does."""
+    rng = np.random.default_rng(3)
+    values = {f"layers.{i}.weight": rng.standard_normal((2, 2)).astype(np.float32) for i in range(12)}
+    values["head.bias"] = np.zeros(2, np.float32)
+    ck = open_checkpoint(write_shards(tmp_path / "twelve", values, shards=5))
+    in_tree = [info.name for info in ck.tree().infos()]
+    assert [info.name for info in ck.entries] == in_tree
+    assert ck.to_dataframe()["name"].tolist() == in_tree
+    assert in_tree == ["head.bias", *(f"layers.{i}.weight" for i in range(12))]

@@ -13,7 +13,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from ms_notebook import TransferPlan, compare, diff, open_checkpoint
+from ms_notebook import TransferPlan, compare, diff, merge, open_checkpoint
 from ms_notebook.checkpoint import CheckpointError
 from ms_notebook.checkpoint.sets import CheckpointSet
 from tests.transfer_support import SmallNet, save_pretrained
@@ -42,7 +42,10 @@ def test_tree_dataframe_compare_and_diff_see_the_full_model(pretrained):
     ck, one = open_checkpoint(ranks), open_checkpoint(single)
     assert isinstance(ck, CheckpointSet) and ck.keys() == one.keys()
     assert ck.tree().to_dict() == one.tree().to_dict()
-    assert ck.to_dataframe().equals(one.to_dataframe())
+    frame, single_frame = ck.to_dataframe(), one.to_dataframe()
+    assert frame["name"].tolist() == [info.name for info in one.tree_order()]  # the tree's order
+    by_name = single_frame.set_index("name").loc[frame["name"]].reset_index()
+    assert frame.equals(by_name)
     assert ck.num_params == one.num_params
     report = compare(ck, SmallNet(10))
     assert report.counts["matched"] == len(list(SmallNet(10).get_parameters()))
@@ -102,7 +105,7 @@ def test_merge_writes_one_file_that_equals_the_set(tmp_path, fmt):
     write_rank_set(tmp_path / "set", fulls, layouts, ranks=8, fmt=fmt, extra=EXTRA, omit=OMIT)
     ck = open_checkpoint(tmp_path / "set")
     seen = []
-    merged = ck.merge(tmp_path / f"merged.{fmt}", progress=lambda f, m: seen.append((f, m)))
+    merged = merge(ck, tmp_path / f"merged.{fmt}", progress=lambda f, m: seen.append((f, m)))
     assert merged.format == fmt and not isinstance(merged, CheckpointSet)
     assert sorted(merged) == sorted(ck)
     for name in ck:  # the moment missing from the strategy included: merge told MindSpore its layout
@@ -111,14 +114,14 @@ def test_merge_writes_one_file_that_equals_the_set(tmp_path, fmt):
     assert any("transform_checkpoints" in m for _, m in seen)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"merged.{fmt}", "set"]  # no temporary left
     with pytest.raises(FileExistsError):
-        ck.merge(tmp_path / f"merged.{fmt}")
+        merge(ck, tmp_path / f"merged.{fmt}")
 
 
 def test_merge_into_mindformers_layout_and_of_uneven_and_sharded_sets(tmp_path):
     fulls, layouts = rich_set()
     write_rank_set(tmp_path / "st", fulls, layouts, ranks=8, fmt="safetensors", extra=EXTRA, omit=OMIT)
     ck = open_checkpoint(tmp_path / "st")
-    unified = ck.merge(tmp_path / "unified", format="unified")
+    unified = merge(ck, tmp_path / "unified", format="unified")
     assert isinstance(unified, CheckpointSet) and unified.kind == "unified"
     assert sorted(unified) == sorted(ck) and all(same_bits(unified[n], ck[n]) for n in ck)
     # uneven and field splits go through merge_sliced_parameter
@@ -126,10 +129,10 @@ def test_merge_into_mindformers_layout_and_of_uneven_and_sharded_sets(tmp_path):
     values = {"table": rng.standard_normal((8, 3)).astype(np.float32), "wide": np.arange(24.0).reshape(12, 2)}
     lays = {"table": L([2], [0, -1], split=[3, 5]), "wide": L([2], [0, -1], field=3)}
     write_rank_set(tmp_path / "uneven", values, lays, ranks=2, extra={"global_step": np.array([3], np.int32)})
-    merged = open_checkpoint(tmp_path / "uneven").merge(tmp_path / "uneven.ckpt")
+    merged = merge(open_checkpoint(tmp_path / "uneven"), tmp_path / "uneven.ckpt")
     assert all(same_bits(merged[n], v) for n, v in values.items()) and merged["global_step"][0] == 3
     # a set of whole shards merges into one file read back by MindSpore
-    again = unified.merge(tmp_path / "one.safetensors")
+    again = merge(unified, tmp_path / "one.safetensors")
     loaded = ms.load_checkpoint(str(tmp_path / "one.safetensors"), format="safetensors")
     assert all(same_bits(loaded[n].asnumpy(), ck[n]) for n in ck) and sorted(again) == sorted(ck)
 
@@ -143,7 +146,7 @@ def test_a_failed_merge_leaves_the_destination_as_it_was(tmp_path):
     dst.write_bytes(b"the old file")
     (tmp_path / "set" / "rank_1" / "net.ckpt").unlink()  # gone after opening: the merge must fail
     with pytest.raises((CheckpointError, ValueError, OSError)):
-        ck.merge(dst, overwrite=True)
+        merge(ck, dst, overwrite=True)
     assert dst.read_bytes() == b"the old file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merged.ckpt", "set"]  # no temporary left
 
@@ -160,7 +163,7 @@ def test_merge_keeps_appended_strings_which_the_mindspore_transform_cannot_read(
     )
     ck = open_checkpoint(tmp_path / "set")
     assert ck["task"] == "digits" and same_bits(ck["w"], w)
-    merged = ck.merge(tmp_path / "merged.ckpt")
+    merged = merge(ck, tmp_path / "merged.ckpt")
     assert merged["task"] == "digits" and same_bits(merged["w"], w) and merged["epoch_num"] == 3
 
 

@@ -163,3 +163,24 @@ def test_tree_order_lists_entries_as_the_tree_shows_them(tmp_path):
     expected = ["a.2", "a.10", "a.b", "a.b.c", "a.b.d.e", "m.1.w", "m.2.w", "m.10.w", "z"]
     assert [i.name for i in ck.tree_order()] == walked == expected
     assert list(ck) == names  # the mapping keeps file order
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_fine_grid_counts_exactly_for_any_scale_offset_and_bins(seed):
+    """Values near 0 beside a far edge, offsets, float32 and float64, chunked: counts exact for the edges."""
+    from ms_notebook.checkpoint.stats import sketch
+
+    rng = np.random.default_rng(seed)
+    dtype = np.float32 if seed % 2 == 0 else np.float64
+    scale, offset = 10.0 ** rng.uniform(-30, 30), 10.0 ** rng.uniform(-30, 30) * rng.choice([-1, 0, 1])
+    x = (rng.standard_normal(300_000) * scale + offset).astype(dtype)
+    x[::97] = (rng.standard_normal(x[::97].size) * scale * 1e-9).astype(dtype)  # tiny values of both signs
+    x[5] = 0
+    ref = x.astype(np.float64)
+    chunks = [x[i : i + 70_000] for i in range(0, x.size, 70_000)]
+    (stats, counts, edges, exact), sk = sketch(chunks, dtype, 40)
+    assert not exact and (stats.min, stats.max) == (ref.min(), ref.max())
+    for bins in (40, 1, 13, 256):
+        _, counts, edges, _ = sk.summary(bins)
+        assert edges[0] <= ref.min() and edges[-1] >= ref.max()
+        assert np.array_equal(counts, np.histogram(ref, bins=edges)[0]), bins

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -171,3 +172,42 @@ def test_the_static_copy_shows_the_status_table_and_the_curves():
     assert 'class="ms-static-figure"' in html_copy and bundle["image/png"]
     assert dash.static_png() is dash.static_png()  # drawn once until the history changes
     assert dash.figures_drawn == 1
+
+
+def test_an_evaluation_is_labelled_with_its_step_and_leaves_once_training_moves_on():
+    dash = make_dashboard(train_count=64)
+    dash.runner.evaluate()
+    dash.refresh()
+    table = dict(metrics_rows(dash.runner, dash._evaluation_step()))
+    assert table["evaluated"] == "before training" and "evaluate: accuracy" in table
+    dash.runner.fit(1)
+    dash.refresh()
+    assert "evaluate: accuracy" not in dash.metrics.value  # a stale figure is not shown as current
+    assert "eval_accuracy" in dash.metrics.value  # the run's own evaluation is
+    dash.runner.evaluate()
+    dash.refresh()
+    step = dict(metrics_rows(dash.runner))["step"]
+    assert f"at step {step}" in dash.metrics.value and "evaluate: accuracy" in dash.metrics.value
+
+
+def test_a_dashboard_saves_last_and_best_by_default_in_a_run_folder_it_names(tmp_path, monkeypatch):
+    from ms_notebook.runs.checkpoints import default_run_dir
+
+    dash = make_dashboard(train_count=64)
+    folder = dash.runner.run_dir
+    assert folder is not None and str(folder).startswith(os.environ["MS_NOTEBOOK_RUNS"])
+    assert "last.ckpt and best.ckpt" in dash.run_dir_note.value and folder.name in dash.run_dir_note.value
+    dash.runner.fit(1)
+    assert (folder / "last.ckpt").is_file() and (folder / "best.ckpt").is_file()
+    assert folder.name in dash.static_html()
+    monkeypatch.delenv("MS_NOTEBOOK_RUNS")
+    monkeypatch.chdir(tmp_path)  # in Jupyter: the notebook's folder
+    beside = default_run_dir("run 2: frozen backbone")
+    assert beside.parent == tmp_path / "runs" and beside.name.endswith("-run-2-frozen-backbone")
+    assert default_run_dir("run 2: frozen backbone") != beside  # two asked in the same second differ
+    net = nn.SequentialCell(nn.Flatten(), nn.Dense(64, 10))
+    runner = Runner(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"),
+                    nn.Momentum(net.trainable_params(), 0.05, 0.9), digits(0, 64),
+                    curves=LiveCurves(display=False))
+    none = Dashboard(runner, run_dir=None)
+    assert none.runner.run_dir is None and "none saved" in none.run_dir_note.value

@@ -18,6 +18,7 @@ pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 
 from ms_notebook.checkpoint import CheckpointError, CheckpointSet, open_checkpoint  # noqa: E402
+from ms_notebook.transfer.merge import merge  # noqa: E402
 from tests.ckpt_wire import write_ckpt, write_safetensors  # noqa: E402
 from tests.remote_servers import FaultProxy, moto_s3, nginx, s3_env, s3_options  # noqa: E402
 from tests.set_support import EXTRA, OMIT, rich_set, write_rank_set  # noqa: E402
@@ -184,7 +185,7 @@ def test_a_folder_url_of_rank_files_is_assembled_like_the_local_folder(zoo, http
     assert [s.box for s in remote.slices("block.weight")] == [s.box for s in local.slices("block.weight")]
     assert remote.strategy[0].endswith("/run/strategy.ckpt")
     with pytest.raises(CheckpointError, match="download the set first"):
-        remote.merge(zoo / "never-written.ckpt")
+        merge(remote, zoo / "never-written.ckpt")
     assert not (zoo / "never-written.ckpt").exists()
 
 

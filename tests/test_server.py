@@ -355,14 +355,18 @@ def test_a_tiny_tensor_is_answered_while_eight_big_statistics_run(server: Server
     benchmarks/bench_server.py; here only the order)."""
     done: dict[str, float] = {}
     bodies: dict[str, dict] = {}
+    # four big tensors, each asked twice: another number of bins of one tensor comes from its first pass
+    data = np.arange(BIG, dtype=np.float32).tobytes()
+    tiny = ("tiny", [3], "Float32", np.array([1, 2, 3], "f4").tobytes())
+    write_ckpt(server.root / "big4.ckpt", [*((f"big{i}", [BIG], "Float32", data) for i in range(4)), tiny])
 
     def ask(key: str, name: str, bins: str) -> None:
-        status, body = server.get("tensor", path="big.ckpt", name=name, bins=bins)
+        status, body = server.get("tensor", path="big4.ckpt", name=name, bins=bins)
         assert status == 200, body
         bodies[key] = body
         done[key] = time.monotonic()
 
-    big = [threading.Thread(target=ask, args=(f"big{i}", "big", str(11 + i))) for i in range(8)]
+    big = [threading.Thread(target=ask, args=(f"big{i}", f"big{i % 4}", str(11 + i))) for i in range(8)]
     for t in big:
         t.start()
     deadline = time.monotonic() + 120
@@ -382,19 +386,25 @@ def test_a_tiny_tensor_is_answered_while_eight_big_statistics_run(server: Server
 def test_statistics_for_a_client_that_hung_up_are_dropped(server: Server) -> None:
     """A request whose client hangs up while it waits behind big statistics is dropped, not computed."""
     slow = (np.arange(SLOW, dtype=np.float32) % 1000).astype(ml_dtypes.bfloat16)  # bf16: the slow path
-    write_ckpt(server.root / "slow.ckpt", [("slow", [SLOW], "BFloat16", slow.tobytes())])
+    # a tensor per blocker: another number of bins of one tensor comes from its first pass, not a new read
+    names = ["slow", *(f"slow{i}" for i in range(1, 8))]
+    data = slow.tobytes()
+    write_ckpt(server.root / "slow.ckpt", ((name, [SLOW], "BFloat16", data) for name in names))
     host, port = server.url.removeprefix("http://").split(":")
     finished: list[float] = []
 
-    def blocker(bins: int) -> None:
-        status, _ = server.get("tensor", path="slow.ckpt", name="slow", bins=str(bins))
+    def blocker(bins: int, name: str) -> None:
+        status, _ = server.get("tensor", path="slow.ckpt", name=name, bins=str(bins))
         assert status == 200
         finished.append(time.monotonic())
 
-    blockers = [threading.Thread(target=blocker, args=(101 + i,)) for i in range(8)]
+    # the blockers read slow1 … slow7; the request that hangs up asks for "slow", which none of them reads
+    blockers = [threading.Thread(target=blocker, args=(101 + i, names[1 + i % 7])) for i in range(8)]
     for t in blockers:  # the big pool is busy for a while: the next big request queues behind them
         t.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 120
+    while not finished and time.monotonic() < deadline:  # the first pass is done: six more queue behind
+        time.sleep(0.002)
     query = urllib.parse.urlencode({"path": "slow.ckpt", "name": "slow", "bins": "97"})
     request = (f"GET /ms-notebook/tensor?{query} HTTP/1.1\r\nHost: {host}\r\n"
                f"Authorization: token {server.token}\r\n\r\n")  # fmt: skip

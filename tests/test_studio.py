@@ -51,6 +51,7 @@ def test_second_apply_starts_from_the_initial_head_and_keeps_the_first_run_as_ov
     studio.transfer.apply()
     backbone_before = studio.net.block1.conv.weight.asnumpy().copy()
     studio.runner.fit(1)
+    assert (studio.runner.run_dir / "last.ckpt").is_file()
     assert not np.array_equal(studio.net.head.weight.asnumpy(), initial_head)
     assert np.array_equal(studio.net.block1.conv.weight.asnumpy(), backbone_before)
     assert studio.net.block1.bn.use_batch_statistics is False
@@ -62,8 +63,14 @@ def test_second_apply_starts_from_the_initial_head_and_keeps_the_first_run_as_ov
     assert studio.net.block1.conv.weight.requires_grad and studio.net.block2.bn.gamma.requires_grad
     assert [h.label for h in studio.curves.overlays] == ["run 1: frozen backbone"]
     assert studio.curves.history_obj.label == "run 2: all unfrozen"
+    first_folder = studio.runner.run_dir
     studio.runner.fit(1)
     assert not np.array_equal(studio.net.block1.conv.weight.asnumpy(), backbone_before)
+    # each run saves last.ckpt / best.ckpt by default, in its own run folder, and the Run tab says where
+    folder = studio.runner.run_dir
+    assert folder is not None and folder.name.endswith("run-2-all-unfrozen")
+    assert (folder / "last.ckpt").is_file() and (folder / "best.ckpt").is_file()
+    assert first_folder == folder and folder.name in studio.dashboard.run_dir_note.value
 
 
 def test_without_reset_a_second_apply_keeps_the_trained_head(pretrained):

@@ -131,6 +131,8 @@ def test_code_pane_is_highlighted_and_names_the_demo_checkpoint_not_its_cache_pa
     train_pretrained(demo_file, {"epochs": 1})
     panel = TransferPanel(DigitsNet(5, seed=1), str(demo_file), optimizer_code="nn.Adam(params, 1e-3)")
     code = panel.code_pane.code
+    assert panel.code_pane.code_html == ""  # hidden: nothing highlighted to save with the notebook
+    panel.show_code.value = True
     assert "ms.load_checkpoint(demo.pretrained_checkpoint())" in code and str(tmp_path) not in code
     assert code.startswith("import mindspore as ms\nfrom mindspore import nn\nfrom ms_notebook import demo")
     assert '<span style="color:var(--jp-mirror-editor-keyword-color' in panel.code_pane.code_html

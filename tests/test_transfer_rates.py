@@ -23,6 +23,11 @@ def test_block_rates_follow_fastai():
     assert block_rates(slice(1e-2), 3) == pytest.approx([1e-3, 1e-3, 1e-2])
     assert block_rates(0.01, 2) == [0.01, 0.01]
     assert block_rates(slice(1e-4, 1e-2), 1) == [1e-2]
+    # printed as a person writes them: the geometric spread's float noise is rounded away
+    assert block_rates(slice(0.002, 0.02), 4)[-1] == 0.02
+    assert block_rates(slice(1e-4, 1e-2), 3) == [1e-4, 1e-3, 1e-2]
+    spread = [r for n in range(1, 12) for r in block_rates(slice(0.002, 0.02), n)]
+    assert all(repr(r) == f"{r:.12g}" for r in spread)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +67,12 @@ def test_the_factory_receives_groups_and_each_block_gets_its_rate(small_ckpt):
     assert decay(report.optimizer) == decay(plain)
     assert "learning rates 0.001 … 0.1 over 3 blocks" in report.headline()
     assert {g["block"] for g in report.param_groups} == {"block2", "block3", "head"}
+    # each group's weight decay as applied: the optimizer's 1e-3, 0.0 for gamma/beta; a number, never NaN
+    import pandas as pd
+
+    table = pd.DataFrame(report.param_groups)
+    assert not table["weight_decay"].isna().any()
+    assert set(table["weight_decay"].round(6)) <= {0.001, 0.0} and (table["weight_decay"] > 0).any()
 
 
 def test_to_code_builds_the_same_grouped_optimizer(small_ckpt):
@@ -78,6 +89,7 @@ def test_to_code_builds_the_same_grouped_optimizer(small_ckpt):
     report = TransferPlan(applied, small_ckpt).train_last(3).apply(optimizer=factory, lr=lr)
     code = TransferPlan(SmallNet(5), small_ckpt).train_last(3).to_code(optimizer=opt_code, lr=lr)
     assert "PARAM_GROUPS = [" in code
+    assert "0000000" not in code  # rates as written by a person (0.01), no float noise
     namespace = {"net": fresh}
     exec(compile(code, "<to_code>", "exec"), namespace)
     built = namespace["optimizer"]

@@ -4,6 +4,7 @@
  *   ms-notebook:open-set       "Open as Checkpoint" on folders and *.safetensors.index.json / param_name_map.json
  *   ms-notebook:new-notebook   "New Notebook from Checkpoint" in the file browser's context menu and the palette
  *   ms-notebook:tagged-cells   run cells tagged ms-eval / ms-finetune from the toolbar, a command or the kernel
+ *   ms-notebook:restored-clean a notebook reopened with saved widget state is not marked modified
  */
 import {
   ILayoutRestorer,
@@ -17,6 +18,7 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { createNotebookFor, isCheckpointPath } from './newNotebook';
+import { keepCleanWhileRestoring } from './restoredClean';
 import { addRunTaggedCommand, extendPanel } from './taggedCells';
 import {
   CheckpointFolderModelFactory,
@@ -223,4 +225,14 @@ const taggedCellsPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [viewerPlugin, openSetPlugin, newNotebookPlugin, taggedCellsPlugin];
+const restoredCleanPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'ms-notebook:restored-clean',
+  description: 'A notebook reopened with saved widget state is not marked modified by the restore.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  activate: (_app: JupyterFrontEnd, tracker: INotebookTracker) => {
+    tracker.widgetAdded.connect((_, panel: NotebookPanel) => keepCleanWhileRestoring(panel));
+  }
+};
+
+export default [viewerPlugin, openSetPlugin, newNotebookPlugin, taggedCellsPlugin, restoredCleanPlugin];

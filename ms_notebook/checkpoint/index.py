@@ -22,8 +22,8 @@ from .formats.window import FileChanged, open_for_index, stamp_of
 from .groups import WEIGHTS, classify
 from .info import TensorInfo
 from .remote import RemoteStamp, is_url, redact
-from .stats import TensorStats, compute_histogram, compute_stats, summarize
-from .summaries import SUMMARIES, TensorSummary
+from .stats import TensorStats, compute_histogram, compute_stats, sketch
+from .summaries import SKETCHES, SUMMARIES, TensorSummary
 from .tree import Node, build_tree, format_size, render
 
 if TYPE_CHECKING:
@@ -332,24 +332,35 @@ class Checkpoint:
         """Statistics and a ``bins``-bin histogram of a numeric tensor from one pass over its bytes.
 
         Cached per (file stamps, tensor, bins) for the whole process, so every view (Viewer, widget, API)
-        asking again gets the answer at once. ``cancelled`` is polled between chunks: return True to stop
-        the pass with ``checkpoint.errors.Cancelled`` (the server does when the client has gone).
+        asking again gets the answer at once; what the pass saw is kept too, so another ``bins`` follows
+        from it without a second pass (except for a tensor of one chunk, read again in a few milliseconds).
+        ``cancelled`` is polled between chunks: return True to stop the pass with
+        ``checkpoint.errors.Cancelled`` (the server does when the client has gone).
         """
         entry, dtype = self._numeric(name)
         bins = max(1, int(bins))
-        key = (self._entry_stamps(entry), name, bins)
+        stamps = self._entry_stamps(entry)
+        key = (stamps, name, bins)
 
         def compute() -> TensorSummary:
+            seen = SKETCHES.get((stamps, name))
+            if seen is not None:
+                return TensorSummary(*seen.summary(bins))
             chunks = reader.iter_value(self.path, entry, dtype, reader.CHUNK_ELEMENTS, self._stamps)
             numel = self._info_by_name[name].numel
-            return TensorSummary(*summarize(chunks, dtype, bins, cancelled, numel))
+            answer, seen = sketch(chunks, dtype, bins, cancelled, numel)
+            if seen is not None:
+                SKETCHES.put((stamps, name), seen)
+            return TensorSummary(*answer)
 
         return SUMMARIES.get_or_compute(key, compute, cancelled)
 
     def is_described(self, name: str, bins: int = DEFAULT_BINS) -> bool:
-        """Whether ``describe(name, bins)`` would answer from the cache, without reading anything."""
-        entry = self._by_name[name]
-        return SUMMARIES.get((self._entry_stamps(entry), name, max(1, int(bins)))) is not None
+        """Whether ``describe(name, bins)`` would answer without reading the tensor (its summary, or what an
+        earlier pass kept for any other ``bins``, is cached)."""
+        stamps = self._entry_stamps(self._by_name[name])
+        return (SUMMARIES.get((stamps, name, max(1, int(bins)))) is not None
+                or SKETCHES.get((stamps, name)) is not None)
 
     def _entry_stamps(self, entry: RawEntry) -> tuple:
         """The files ``entry`` is read from, with their stamps: part of every cache key."""
@@ -374,18 +385,19 @@ class Checkpoint:
         range: tuple[float, float] | None = None,
         chunk_elements: int = reader.CHUNK_ELEMENTS,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(counts, edges)`` of the finite values, exactly as ``numpy.histogram`` (over [min, max] unless
-        ``range`` is given), in bounded chunks: one pass when the range is known or cached."""
+        """``(counts, edges)`` of the finite values over [min, max] (``describe``'s: no pass at all after
+        ``stats()`` or another ``bins``), or over ``range`` exactly as ``numpy.histogram`` (one pass).
+
+        The counts are always exact for the edges returned. The edges are ``numpy.histogram``'s except for
+        4- and 8-byte tensors over several chunks, where they enclose [min, max] within a fraction of a
+        percent (whole runs of the pass's fine grid); ``range=(s.min, s.max)`` gives numpy's own edges."""
         entry, dtype = self._numeric(name)
         if range is None:
             if chunk_elements == reader.CHUNK_ELEMENTS:
                 summary = self.describe(name, bins)
-                if summary.exact:
-                    return summary.counts.copy(), summary.edges.copy()
-                s = summary.stats
-            else:
-                chunks = reader.iter_value(self.path, entry, dtype, chunk_elements, self._stamps)
-                s = compute_stats(chunks, dtype)
+                return summary.counts.copy(), summary.edges.copy()
+            chunks = reader.iter_value(self.path, entry, dtype, chunk_elements, self._stamps)
+            s = compute_stats(chunks, dtype)
             range = (s.min, s.max)
         chunks = reader.iter_value(self.path, entry, dtype, chunk_elements, self._stamps)
         return compute_histogram(chunks, bins, range)
@@ -520,14 +532,3 @@ class Checkpoint:
             f"<Checkpoint {self.path!r} format={self.format} tensors={len(self)} ({parts}) "
             f"params={self.num_params:,} size={format_size(self.file_size)}>"
         )
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """In a notebook, a Checkpoint as a cell's last expression shows the browser (text as fallback).
-
-        The widgets layer is imported only here, on display, so the index itself never depends on it.
-        """
-        try:
-            from ms_notebook.widgets.browser import checkpoint_mimebundle
-        except ImportError:
-            return {"text/plain": repr(self)}
-        return checkpoint_mimebundle(self, include, exclude)

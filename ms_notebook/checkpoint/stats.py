@@ -163,8 +163,7 @@ class _Moments:
 class _Grid:
     """A histogram of ``GRID`` equal bins of width ``w`` (a power of two) from ``lo`` (a multiple of ``w``)
     that doubles its width to take in values outside it: every old bin falls inside one new bin, so the
-    counts stay exact. Aligning ``lo`` to the width keeps it a float32 value for float32 data, so those are
-    binned in float32."""
+    counts stay exact."""
 
     def __init__(self) -> None:
         self.lo = 0.0
@@ -205,21 +204,28 @@ class _Grid:
     def add(self, x: np.ndarray) -> None:
         """Count finite values already inside the grid (``cover`` was called with their min and max).
 
-        ``x - lo`` is exact or rounds within [0, GRID·w] and ``1/w`` is a power of two, so every index lands
-        in [0, GRID] without clipping; float32 values are binned in float32 when ``lo`` is one.
+        A value's bin is ``floor(x / w) - lo / w``: ``w`` is a power of two, so ``x / w`` is exact (no
+        rounding near a bin's edge, as ``x - lo`` would have for values far smaller than ``lo``) and
+        ``lo / w`` is a whole number. float32 values are scaled in float32 when nothing can underflow.
         """
         assert self.counts is not None
         lo, w = self.lo, self.w
+        first = lo / w  # a whole number: lo is a multiple of w
         with np.errstate(all="ignore"):
-            if x.dtype == np.float32 and w >= 2.0**-120 and w * GRID < 1e37 and float(np.float32(lo)) == lo:
-                t = np.subtract(x, np.float32(lo))
-                t *= np.float32(1.0 / w)
-            elif w >= 2.0**-1000 and w * GRID < 1e300:
-                t = np.subtract(x, lo, dtype=np.float64)
-                t *= 1.0 / w
+            if abs(first) < 2.0**60 and 2.0**-120 <= w <= 1.0 and x.dtype == np.float32:
+                t = np.multiply(x, np.float32(1.0 / w))
+            elif abs(first) < 2.0**60 and 2.0**-1000 <= w < 2.0**900:
+                t = np.multiply(x, 1.0 / w, dtype=np.float64)
             else:
-                t = (x * 0.5 - lo * 0.5) / (w * 0.5)
-            idx = t.astype(np.intp)
+                t = None
+            if t is not None:
+                np.floor(t, out=t)
+                if w > 1.0:  # a tiny negative value scaled to -0.0 lies below the edge at 0
+                    t[(t == 0) & (x < 0)] = -1.0
+                idx = t.astype(np.intp)
+                idx -= int(first)
+            else:
+                idx = ((x * 0.5 - lo * 0.5) / (w * 0.5)).astype(np.intp)
         try:
             counts = np.bincount(idx, minlength=GRID + 1)
         except ValueError:  # a negative index: not reached by the arithmetic above, kept as a guard
@@ -430,6 +436,85 @@ def _exact(chunk: np.ndarray, bins: int) -> tuple[TensorStats, np.ndarray, np.nd
     return stats, bin_counts(xf, edges), edges
 
 
+class Sketch:
+    """What one pass over a tensor keeps so that a histogram of any number of bins follows without reading
+    the bytes again: how often each distinct value occurs (1- and 2-byte values; exact ``numpy.histogram``
+    bins) or the fine grid with the merged moments (4- and 8-byte values over several chunks; exact counts,
+    snug edges). ``nbytes`` is what it holds, for the cache's bound."""
+
+    def __init__(
+        self, binner: Callable[[int], tuple[TensorStats, np.ndarray, np.ndarray]], exact: bool, nbytes: int
+    ) -> None:
+        self._binner = binner
+        self.exact = exact
+        self.nbytes = nbytes
+
+    def summary(self, bins: int) -> tuple[TensorStats, np.ndarray, np.ndarray, bool]:
+        """``(stats, counts, edges, exact)`` for ``bins`` bins, as ``summarize`` answers, without a pass."""
+        return (*self._binner(max(1, int(bins))), self.exact)
+
+
+def _value_sketch(values: np.ndarray, counts: np.ndarray) -> Sketch:
+    """A sketch of the values that occur (the others dropped: at most 65,536 of each)."""
+    used = counts > 0
+    v, c = values[used].copy(), counts[used].copy()
+    return Sketch(lambda bins: _from_value_counts(v, c, bins), True, v.nbytes + c.nbytes)
+
+
+def _grid_sketch(acc: _Summary) -> Sketch:
+    grid = acc.grid
+    if grid.counts is not None:  # the smallest integers that hold every count
+        grid.counts = grid.counts.astype(np.int32 if acc.total < 2**31 else np.int64)
+    held = grid.counts.nbytes if grid.counts is not None else 0
+    return Sketch(acc.result, False, held)
+
+
+def sketch(
+    chunks: Iterable[np.ndarray],
+    dtype: np.dtype,
+    bins: int = 40,
+    cancelled: Callable[[], bool] | None = None,
+    numel: int | None = None,
+) -> tuple[tuple[TensorStats, np.ndarray, np.ndarray, bool], Sketch | None]:
+    """``summarize``'s answer for ``bins`` and the ``Sketch`` that gives any other number of bins without a
+    second pass (None for a tensor held in one chunk: reading it again costs a few milliseconds)."""
+    bins = max(1, int(bins))
+    dtype = np.dtype(dtype)
+    if (dtype.itemsize <= 2 and dtype.kind in "biuf") or dtype == _BF16:
+        bits = np.dtype(f"u{dtype.itemsize}")
+        counts = np.zeros(1 << (8 * dtype.itemsize), dtype=np.int64)
+        for chunk in chunks:
+            if cancelled is not None and cancelled():
+                raise Cancelled
+            codes = chunk.view(bits)
+            for start in range(0, codes.size, BLOCK):
+                counts += np.bincount(codes[start : start + BLOCK], minlength=counts.size)
+        sk = _value_sketch(_decode(dtype), counts)
+        return sk.summary(bins), sk
+    it = iter(chunks)
+    first = next(it, None)
+    if first is None:
+        return (*_exact(np.empty(0, dtype=dtype), bins), True), None
+    if numel is not None and numel > first.size:
+        pending = [first]  # more chunks follow: no exact one-chunk answer to keep it for
+    else:
+        first = first.copy()  # the reader reuses its buffer for the next chunk
+        second = next(it, None)
+        if second is None:
+            return (*_exact(first, bins), True), None
+        pending = [first, second]
+    acc = _Summary()
+    while pending:
+        for chunk in pending:
+            acc.chunk(_as_float(chunk))
+        if cancelled is not None and cancelled():
+            raise Cancelled
+        nxt = next(it, None)
+        pending = [] if nxt is None else [nxt]
+    sk = _grid_sketch(acc)
+    return sk.summary(bins), sk
+
+
 def summarize(
     chunks: Iterable[np.ndarray],
     dtype: np.dtype,
@@ -444,39 +529,7 @@ def summarize(
     when it returns True the pass stops with ``Cancelled``. ``numel``, when known, spares holding a copy of
     the first chunk in case it is the only one.
     """
-    bins = max(1, int(bins))
-    dtype = np.dtype(dtype)
-    if (dtype.itemsize <= 2 and dtype.kind in "biuf") or dtype == _BF16:
-        bits = np.dtype(f"u{dtype.itemsize}")
-        counts = np.zeros(1 << (8 * dtype.itemsize), dtype=np.int64)
-        for chunk in chunks:
-            if cancelled is not None and cancelled():
-                raise Cancelled
-            codes = chunk.view(bits)
-            for start in range(0, codes.size, BLOCK):
-                counts += np.bincount(codes[start : start + BLOCK], minlength=counts.size)
-        return (*_from_value_counts(_decode(dtype), counts, bins), True)
-    it = iter(chunks)
-    first = next(it, None)
-    if first is None:
-        return (*_exact(np.empty(0, dtype=dtype), bins), True)
-    if numel is not None and numel > first.size:
-        pending = [first]  # more chunks follow: no exact one-chunk answer to keep it for
-    else:
-        first = first.copy()  # the reader reuses its buffer for the next chunk
-        second = next(it, None)
-        if second is None:
-            return (*_exact(first, bins), True)
-        pending = [first, second]
-    acc = _Summary()
-    while pending:
-        for chunk in pending:
-            acc.chunk(_as_float(chunk))
-        if cancelled is not None and cancelled():
-            raise Cancelled
-        nxt = next(it, None)
-        pending = [] if nxt is None else [nxt]
-    return (*acc.result(bins), False)
+    return sketch(chunks, dtype, bins, cancelled, numel)[0]
 
 
 def compute_stats(chunks: Iterable[np.ndarray], dtype: np.dtype | None = None) -> TensorStats:

@@ -36,6 +36,29 @@ def save_atomic(net: Any, path: str | Path, append: dict[str, Any] | None = None
     return path
 
 
+RUNS_ENV = "MS_NOTEBOOK_RUNS"  # the folder run folders go into (default: ./runs, beside the notebook)
+_GIVEN: set[Path] = set()  # folders handed out in this process (not created until a run starts)
+
+
+def default_run_dir(label: str = "run") -> Path:
+    """A new run folder for a widget-driven run: ``runs/<YYYYmmdd-HHMMSS>-<label>`` under the working
+    directory, which in Jupyter is the notebook's folder (``$MS_NOTEBOOK_RUNS`` instead of ``runs`` when
+    set). Not created here: ``check_writable`` creates it before the first epoch."""
+    import os
+    import re
+    import time
+
+    base = Path(os.environ.get(RUNS_ENV) or "runs")
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower()[:40] or "run"
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}"
+    path, n = (base / stem).absolute(), 1
+    while path.exists() or path in _GIVEN:
+        n += 1
+        path = (base / f"{stem}-{n}").absolute()
+    _GIVEN.add(path)
+    return path
+
+
 def check_writable(folder: str | Path) -> Path:
     """Create ``folder`` if needed and prove a file can be written there; OSError naming it otherwise."""
     folder = Path(folder)

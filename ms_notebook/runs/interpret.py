@@ -129,7 +129,9 @@ class Interpretation:
             fig.tight_layout(pad=0.4, h_pad=0.8)
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png")
-        return buffer.getvalue()
+        from .plotting import compact_png
+
+        return compact_png(buffer.getvalue())
 
     def png_width(self, k: int = 9, columns: int = 6) -> int:
         """Screen width in px of ``top_losses_png(k, columns)``."""

@@ -438,11 +438,6 @@ class DistributedRun:
         name = f"{self.script.name} x{self.worker_num}"
         return f"<DistributedRun {name}: {self.state}, {where}, {self.run_dir}>"
 
-    def _ipython_display_(self) -> None:
-        from ms_notebook.widgets.distributed_run import display_run
-
-        display_run(self)
-
     # -- control -------------------------------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> str:
         """Block until the job has ended (or ``timeout`` seconds); return the state."""

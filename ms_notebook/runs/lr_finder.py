@@ -10,6 +10,13 @@ in place afterwards.
 
 The suggestion follows fastai's "valley" rule (about halfway down the longest stretch where the smoothed loss
 keeps falling); ``lr_min`` is the rate at the minimum divided by ten, fastai's other rule of thumb.
+
+Both the stop and the suggestion are judged against the loss's own noise, so a trained network (loss near
+zero, batch to batch noise larger than the loss) gives an answer rather than "diverged" after two steps:
+the ramp runs at least ``MIN_STEPS`` steps, it has diverged only when the smoothed loss is both ``diverge``
+times its minimum and above it by several times the spread of the raw losses around the smoothed curve,
+and a curve that never falls by more than that spread (nothing left to learn) is called flat, its
+suggestion a tenth of the last rate where the loss was still steady.
 """
 
 from __future__ import annotations
@@ -28,6 +35,10 @@ from mindspore.train import Callback
 from .inplace import assign
 
 _render_lock = threading.Lock()  # matplotlib is not thread-safe: the Dashboard may draw from two threads
+
+
+MIN_STEPS = 10  # no stop on divergence, and no suggestion, from fewer steps than this
+NOISE = 4.0  # a rise counts once it is this many times the spread of the raw losses around the smoothed curve
 
 
 class LRFinderError(ValueError):
@@ -78,9 +89,13 @@ class LRFinderResult:
 
     def summary(self) -> str:
         found = f"suggested learning rate {self.suggestion:.2g}" if self.suggestion else "no suggestion"
+        if self.suggestion is None and self.steps < MIN_STEPS:
+            found += f" (fewer than {MIN_STEPS} steps)"
         lr_min = f" (minimum / 10: {self.lr_min:.2g})" if self.lr_min else ""
+        flat = ("; the loss stays flat within its noise (little left to learn): a tenth of the last steady "
+                "rate" if self.extra.get("flat") else "")
         return (f"{found}{lr_min}; {self.steps} of {self.planned_steps} steps in {self.seconds:.1f} s, "
-                f"{self.stopped}; weights and optimizer state restored")
+                f"{self.stopped}{flat}; weights and optimizer state restored")
 
     def plot(self, ax: Any = None) -> Any:
         """Loss (raw and smoothed) against the learning rate on a log axis, the suggestion marked."""
@@ -94,7 +109,7 @@ class LRFinderResult:
             index = int(np.argmin(np.abs(np.log(self.lrs) - math.log(self.suggestion))))
             ax.plot([self.suggestion], [self.smoothed[index]], "o", color="C3",
                     label=f"suggestion {self.suggestion:.2g}")
-        from matplotlib.ticker import FuncFormatter, NullFormatter
+        from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
         ax.set_xscale("log")
         # plain "1e-04" labels: the default log labels go through mathtext, which two threads can break
@@ -104,9 +119,14 @@ class LRFinderResult:
         ax.set_ylabel("training loss")
         finite = [v for v in self.smoothed if math.isfinite(v)]
         if finite:
-            # y range: from the minimum to the loss at the start (the divergence above it is cut off)
+            # y range: from the minimum to the loss at the start (the divergence above it is cut off), never
+            # narrower than the raw losses' spread or 5% of the level, so noise near zero reads as noise
             low, high = min(finite), max([*finite[: max(1, len(finite) // 2)], finite[0]])
-            ax.set_ylim(low - 0.05 * (high - low + 1e-9), high + 0.25 * (high - low + 1e-9))
+            pad = max(high - low, spread(self.losses, self.smoothed) * 2, 0.05 * abs(high), 1e-12)
+            ax.set_ylim(max(low - 0.1 * pad, 0.0) if low >= 0 else low - 0.1 * pad, high + 0.3 * pad)
+        # plain labels ("0.0052", never an offset such as "1e-10 + 5.18e-3")
+        ax.yaxis.set_major_locator(MaxNLocator(5))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:.3g}"))
         # the legend outside the data, on the right: the curve can be anywhere
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
         ax.set_title("learning-rate finder", fontsize=10)
@@ -124,7 +144,9 @@ class LRFinderResult:
             fig.tight_layout()
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png")
-        return buffer.getvalue()
+        from .plotting import compact_png
+
+        return compact_png(buffer.getvalue())
 
     def _repr_png_(self) -> bytes:
         return self.figure_png()
@@ -133,31 +155,76 @@ class LRFinderResult:
         return f"LRFinderResult({self.summary()})"
 
 
-def suggest(lrs: list[float], smoothed: list[float]) -> tuple[float | None, float | None]:
-    """(valley rate, minimum rate / 10) of a smoothed loss curve; None where there is none.
+def spread(losses: list[float], smoothed: list[float]) -> float:
+    """How far the raw losses stray from the smoothed curve: the median absolute gap (batch noise; robust
+    to the few steps where the loss explodes)."""
+    pairs = zip(losses, smoothed, strict=False)
+    gaps = [abs(a - b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
+    return float(np.median(gaps)) if gaps else 0.0
+
+
+def diverged(losses: list[float], smoothed: list[float], factor: float = 4.0,
+             min_steps: int = MIN_STEPS) -> bool:
+    """Whether the ramp should stop: at least ``min_steps`` steps, and the last smoothed loss above
+    ``factor`` times the lowest one and above it by ``NOISE`` times the raw losses' spread (so batch noise
+    on a loss near zero is not taken for divergence)."""
+    finite = [v for v in smoothed if math.isfinite(v)]
+    if len(smoothed) < min_steps or not finite or not math.isfinite(smoothed[-1]):
+        return False
+    best, last = min(finite), smoothed[-1]
+    return last > factor * best and last - best > NOISE * spread(losses, smoothed)
+
+
+def suggest(lrs: list[float], smoothed: list[float], losses: list[float] | None = None,
+            min_steps: int = MIN_STEPS) -> tuple[float | None, float | None]:
+    """(valley rate, minimum rate / 10) of a smoothed loss curve; None where there is none (fewer than
+    ``min_steps`` finite points).
 
     The valley rule is fastai's default: the longest stretch over which the loss keeps falling (the longest
     decreasing subsequence), and the rate about halfway down it. It ignores the noisy flat start that makes
-    the steepest single step a poor guess on short ramps.
+    the steepest single step a poor guess on short ramps. Given the raw ``losses``, a curve whose valley
+    falls by less than their spread is flat (see :func:`flat_suggestion`).
     """
+    return _suggest(lrs, smoothed, losses, min_steps)[:2]
+
+
+def _suggest(lrs: list[float], smoothed: list[float], losses: list[float] | None,
+             min_steps: int) -> tuple[float | None, float | None, bool]:
+    """``suggest``'s answer and whether the curve was flat."""
     points = [(lr, loss) for lr, loss in zip(lrs, smoothed, strict=True) if math.isfinite(loss)]
-    if len(points) < 5:
-        return None, None
-    losses = [loss for _, loss in points]
-    lr_min = points[int(np.argmin(losses))][0] / 10.0
-    n = len(losses)
+    if len(points) < max(2, min_steps):
+        return None, None, False
+    values = [loss for _, loss in points]
+    lr_min = points[int(np.argmin(values))][0] / 10.0
+    n = len(values)
     run = [1] * n  # length of the longest decreasing subsequence ending at i
     best_start, best_end = 0, 0
     for i in range(1, n):
         for j in range(i):
-            if losses[i] < losses[j] and run[i] < run[j] + 1:
+            if values[i] < values[j] and run[i] < run[j] + 1:
                 run[i] = run[j] + 1
         if run[i] > run[best_end]:
             best_end = i
             best_start = best_end - run[best_end]
+    if losses is not None:
+        noise = spread(losses, smoothed)
+        if max(values[: best_end + 1]) - min(values) <= 3 * noise:  # nothing falls beyond the noise
+            return flat_suggestion([lr for lr, _ in points], values, noise), lr_min, True
     third = (best_end - best_start) / 3
     index = min(n - 1, max(0, best_start + int(third) + int(third / 2)))
-    return points[index][0], lr_min
+    return points[index][0], lr_min, False
+
+
+def flat_suggestion(lrs: list[float], smoothed: list[float], noise: float) -> float:
+    """A tenth of the last rate at which a flat smoothed loss was still within ``NOISE`` spreads of its
+    minimum (the highest rate tried when it never left it)."""
+    floor = min(smoothed)
+    steady = lrs[0]
+    for lr, loss in zip(lrs, smoothed, strict=True):
+        if loss - floor > NOISE * noise and loss > 2 * floor:
+            break
+        steady = lr
+    return steady / 10.0
 
 
 class LRRamp(Callback):
@@ -203,7 +270,7 @@ class LRRamp(Callback):
         smooth = self._avg / (1 - self.beta**n)
         self.smoothed.append(smooth)
         self._best = min(self._best, smooth)
-        if n > 1 and smooth > self.diverge * self._best:
+        if diverged(self.losses, self.smoothed, self.diverge):
             self.stopped = "diverged"
             run_context.request_stop()
         elif n >= len(self.rates):
@@ -249,6 +316,7 @@ def find_lr(model: Any, net: Any, optimizer: Any, dataset_factory: Any, start_lr
     seconds = time.perf_counter() - started
     if not callback.lrs:
         raise LRFinderError("the learning-rate finder ran no training step (empty training data?)")
-    suggestion, lr_min = suggest(callback.lrs, callback.smoothed)
+    suggestion, lr_min, flat = _suggest(callback.lrs, callback.smoothed, callback.losses, MIN_STEPS)
     return LRFinderResult(callback.lrs, callback.losses, callback.smoothed, suggestion, lr_min,
-                          callback.stopped, len(callback.lrs), seconds, planned_steps=steps)
+                          callback.stopped, len(callback.lrs), seconds, planned_steps=steps,
+                          extra={"flat": flat})

@@ -150,9 +150,26 @@ class _Canvas:
         width, height = canvas.get_width_height(physical=True)
         # straight from Agg's buffer (no NumPy copy of a strided RGB view: that alone took ~20 ms at 2x)
         image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
-        buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, format="png", compress_level=1)
-        return buffer.getvalue()
+        return palette_png(image)
+
+
+def palette_png(image: Image.Image) -> bytes:
+    """PNG bytes of a figure with at most 256 colours (a fast octree palette, no dithering): a line plot has
+    few colours, so it looks the same at a third of the size of RGB (a 1440 px figure: 30 KB, not 96 KB) in
+    about the same time (~12 ms). Saved notebooks carry every figure twice (output and static copy)."""
+    buffer = io.BytesIO()
+    rgb = image.convert("RGB")
+    rgb.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+        buffer, format="png", compress_level=6
+    )
+    return buffer.getvalue()
+
+
+def compact_png(png: bytes) -> bytes:
+    """``palette_png`` of PNG bytes from elsewhere (``savefig``); the input when that is already smaller."""
+    with Image.open(io.BytesIO(png)) as image:
+        small = palette_png(image)
+    return small if len(small) < len(png) else png
 
 
 _canvases: dict[tuple[tuple[float, float], int, bool, int], _Canvas] = {}

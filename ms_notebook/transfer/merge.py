@@ -1,5 +1,6 @@
-"""Merge a checkpoint set into one checkpoint with MindSpore's own tools (the MindSpore side of
-``CheckpointSet.merge``).
+"""Merge a checkpoint set into one checkpoint with MindSpore's own tools: ``merge(ck, dst)`` (also
+``ms_notebook.merge``, the browser's Merge button and ``ms-notebook merge``). It lives here, with the other
+MindSpore glue, so the checkpoint index never imports this layer.
 
 - Per-rank sets: ``mindspore.transform_checkpoints`` (to one rank, no destination strategy), or
   ``mindspore.parallel.unified_safetensors`` for MindFormers' folder layout; sets with uneven
@@ -35,6 +36,33 @@ if TYPE_CHECKING:
 
 FORMATS = ("ckpt", "safetensors", "unified")
 Progress = Callable[[float, str], None]
+
+
+def merge(
+    ck: CheckpointSet,
+    dst: str | os.PathLike[str],
+    format: str | None = None,
+    *,
+    progress: Progress | None = None,
+    overwrite: bool = False,
+) -> Checkpoint:
+    """Write the set ``ck`` as one checkpoint with MindSpore's own tools and open the result.
+
+    ``format``: ``"ckpt"`` or ``"safetensors"`` (one file at ``dst``), or ``"unified"`` (a folder in
+    MindFormers' layout, through ``mindspore.parallel.unified_safetensors``); by default the set's format.
+    Written to a temporary name and renamed, so ``dst`` is never half-written. A single-file checkpoint is
+    refused with a ``CheckpointError`` (there is nothing to merge).
+    """
+    from ms_notebook.checkpoint.sets import CheckpointSet
+
+    if not isinstance(ck, CheckpointSet):
+        raise CheckpointError(str(getattr(ck, "path", ck)), "one file, not a set: there is nothing to merge")
+    if getattr(ck, "remote", None) is not None:
+        raise CheckpointError(
+            ck.path, "merging runs MindSpore's tools on whole files: download the set first, then merge"
+        )
+    ck._check_unchanged()
+    return merge_set(ck, os.fspath(dst), format=format, progress=progress, overwrite=overwrite)
 
 
 def merge_set(

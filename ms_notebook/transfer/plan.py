@@ -566,9 +566,8 @@ class TransferPlan:
             frozen_batchnorm=frozen_bn if freeze_bn_stats else [],
             summary=self.summary(),
             param_groups=[
-                {"block": g["block"], "lr": g["lr"], "tensors": len(g["names"]),
-                 "weight_decay": g.get("weight_decay")}
-                for g in groups
+                {"block": g["block"], "lr": g["lr"], "tensors": len(g["names"]), "weight_decay": decay}
+                for g, decay in zip(groups, _group_decays(built, groups), strict=True)
             ],
         )
         return self.report
@@ -662,3 +661,18 @@ class TransferPlan:
 
 
 __all__ = ["STATUS_LABELS", "PatternError", "PlanWarning", "TransferError", "TransferPlan"]
+
+
+def _group_decays(optimizer: Any, groups: list[dict[str, Any]]) -> list[float | str]:
+    """Each group's weight decay as the built optimizer applies it (a group without its own takes the
+    optimizer's), so a table of the groups shows a number, never NaN ("optimizer's" if it cannot be read).
+    MindSpore keeps one value per parameter (``group_weight_decay``), the groups' parameters in order."""
+    decays = getattr(optimizer, "group_weight_decay", None)
+    sizes = [len(g["names"]) for g in groups]
+    if isinstance(decays, list | tuple) and len(decays) == sum(sizes):
+        try:
+            starts = [sum(sizes[:i]) for i in range(len(sizes))]
+            return [float(decays[start]) for start in starts]
+        except (TypeError, ValueError, IndexError):
+            pass
+    return [g.get("weight_decay", "optimizer's") for g in groups]

@@ -26,7 +26,16 @@ def _positive(value: Any, what: str) -> float:
 
 
 def block_rates(lr: float | slice, n_blocks: int) -> list[float]:
-    """The learning rate of each of ``n_blocks`` blocks, first to last."""
+    """The learning rate of each of ``n_blocks`` blocks, first to last, rounded to 12 significant digits
+    (``0.02``, not ``0.020000000000000004`` from the geometric spread: generated code and tables print it)."""
+    return [_round(rate) for rate in _block_rates(lr, n_blocks)]
+
+
+def _round(rate: float) -> float:
+    return float(f"{rate:.12g}")
+
+
+def _block_rates(lr: float | slice, n_blocks: int) -> list[float]:
     if n_blocks < 1:
         return []
     if isinstance(lr, slice):

@@ -131,24 +131,38 @@ class TransferReport:
     def _repr_html_(self) -> str:
         table = self._table()
         cols = list(table[0]) if table else []
-        head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in cols)
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
         body = []
         for r in table:
             cls = "skipped" if r["action"] == "skipped" else "loaded"
-            cells = "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in cols)
+            cells = "".join(_cell(c, r[c]) for c in cols)
             body.append(f"<tr class='ms-transfer-{cls}'>{cells}</tr>")
-        # cells wrap at spaces, long names and reasons anywhere, so all nine columns fit a narrow output
+        # Words are never broken: every cell stays on one line, long names and reasons end in "…" with the
+        # full text on hover, and a table wider than the output scrolls sideways.
         style = (
-            "<style>.ms-transfer-report table{font-size:90%}"  # 11.7 px in JupyterLab's default theme
-            ".ms-transfer-report td,.ms-transfer-report th{white-space:normal;padding:1px 3px;"
-            "text-align:left;vertical-align:top}.ms-transfer-report td:first-child,.ms-transfer-report "
-            "td:nth-child(6),.ms-transfer-report td:nth-child(8){overflow-wrap:anywhere}"
-            ".ms-transfer-report td:last-child"
-            "{text-align:right}.ms-transfer-report tr.ms-transfer-skipped td"
-            "{color:var(--jp-warn-color0,#e65100)}</style>"
+            "<style>.ms-transfer-report table{font-size:90%;border-collapse:collapse}"  # 11.7 px in Lab
+            ".ms-transfer-report .ms-transfer-scroll{overflow-x:auto;max-width:100%}"
+            # inside a widget's flex box the report must not grow to the table's width: it scrolls instead
+            ":has(> .ms-transfer-report){min-width:0;max-width:100%}"
+            ".ms-transfer-report td,.ms-transfer-report th{white-space:nowrap;padding:1px 6px 1px 3px;"
+            "text-align:left;vertical-align:top}"
+            ".ms-transfer-report td.ms-cut{max-width:16em;overflow:hidden;text-overflow:ellipsis}"
+            ".ms-transfer-report td:last-child{text-align:right}"
+            ".ms-transfer-report tr.ms-transfer-skipped td{color:var(--jp-warn-color0,#e65100)}</style>"
         )
         return (
             f"<div class='ms-transfer-report'>{style}"
             f"<p><b>TransferReport</b>: {html.escape(self.headline())}</p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+            f"<div class='ms-transfer-scroll ms-scroll-x'><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div></div>"
         )
+
+
+_LONG = ("name", "reason", "optimizer state")  # columns cut with "…" past 16em, the full text on hover
+
+
+def _cell(column: str, value: Any) -> str:
+    text = html.escape(str(value))
+    if column in _LONG and text:
+        return f"<td class='ms-cut' title='{text}'>{text}</td>"
+    return f"<td>{text}</td>"

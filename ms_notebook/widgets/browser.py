@@ -145,11 +145,12 @@ class CheckpointBrowser(StaticRendering, W.VBox):
         self.details = W.HTML(
             DETAILS_CSS + '<div class="ms-details ms-note">Select a tensor to see its values.</div>'
         )
-        # side by side when there is room, the details below the tree when not (a projector, a side panel)
+        # side by side down to a 1024 px screen with the file browser open, so the statistics appear beside
+        # the row clicked; below the tree only on narrower outputs
         self.details.layout = W.Layout(
-            flex="2 1 260px", min_width="0", overflow="auto", max_height=f"{height + 60}px"
+            flex="2 1 200px", min_width="0", overflow="auto", max_height=f"{height + 60}px"
         )
-        self.tree.layout = W.Layout(flex="3 1 420px", min_width="0")
+        self.tree.layout = W.Layout(flex="3 1 350px", min_width="0")
 
         self.show_optimizer.observe(lambda ch: self._group("optimizer", ch["new"]), "value")
         self.show_extra.observe(lambda ch: self._group("extra", ch["new"]), "value")
@@ -309,8 +310,8 @@ class CheckpointBrowser(StaticRendering, W.VBox):
         return (
             header_html(self.checkpoint) + self.compare_summary.value + self.diagnostics_summary.value
             + "<div style='display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start'>"
-            f"<div style='flex:3 1 420px;min-width:0;overflow-x:auto'>{self.tree.static_html()}</div>"
-            f"<div style='flex:2 1 260px;min-width:0'>{self.details.value}</div></div>"
+            f"<div style='flex:3 1 350px;min-width:0;overflow-x:auto'>{self.tree.static_html()}</div>"
+            f"<div style='flex:2 1 200px;min-width:0'>{self.details.value}</div></div>"
             + (self._over_time_html() if self.over_time is not None else "")
         )
 

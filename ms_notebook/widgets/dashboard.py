@@ -8,12 +8,15 @@ and are throttled by time, so the dashboard costs nothing per step.
 from __future__ import annotations
 
 import html
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
 
+from ms_notebook.runs.checkpoints import default_run_dir
 from ms_notebook.runs.progress import format_seconds
 from ms_notebook.runs.runner import EVALUATING, IDLE, STOPPING, TRAINING, Runner
 from ms_notebook.widgets import frontend
@@ -54,8 +57,10 @@ def progress_text(progress: dict[str, Any], state: str) -> str:
     return f"{prefix} · " + " · ".join(parts)
 
 
-def metrics_rows(runner: Runner) -> list[tuple[str, str]]:
-    """(name, value) rows: last epoch's metrics, last evaluation, latest step loss."""
+def metrics_rows(runner: Runner, evaluated_at: int | None = None) -> list[tuple[str, str]]:
+    """(name, value) rows: last epoch's metrics, latest step loss, and the last evaluation while it is
+    current. ``evaluated_at``: the run's step when that evaluation was taken (the Dashboard notes it). An
+    evaluation older than the training since is left out, not shown beside newer figures as if current."""
     rows: list[tuple[str, str]] = []
     latest = runner.curves.history_obj.latest()
     for name in ("epoch", "step", "loss", "train_loss", "lr"):
@@ -64,7 +69,10 @@ def metrics_rows(runner: Runner) -> list[tuple[str, str]]:
             rows.append((name, _fmt(value)))
     for name in sorted(k for k in latest if k.startswith("eval_")):
         rows.append((name, _fmt(latest[name])))
-    if runner.last_eval:
+    step = latest.get("step")
+    stale = evaluated_at is not None and isinstance(step, int | float) and step > evaluated_at
+    if runner.last_eval and not stale:
+        rows.append(("evaluated", f"at step {evaluated_at}" if evaluated_at else "before training"))
         for name, value in sorted(runner.last_eval.items()):
             rows.append((f"evaluate: {name}", _fmt(value)))
     return rows
@@ -84,8 +92,37 @@ def _table(rows: list[tuple[str, str]]) -> str:
     return f"<table class='ms-dashboard-metrics'>{body}</table>"
 
 
+# two lines, whatever the text: the rows below never move when the status or the device hint changes
+_TWO_LINES = ("line-height:17px;display:-webkit-box;-webkit-line-clamp:2;-webkit-box-orient:vertical;"
+              "overflow:hidden;overflow-wrap:normal")
+
+
 def _status_html(text: str) -> str:
-    return f"<div class='ms-dashboard-status-text'>{html.escape(text)}</div>"
+    escaped = html.escape(text)
+    return f"<div class='ms-dashboard-status-text' title='{escaped}' style='{_TWO_LINES}'>{escaped}</div>"
+
+
+AUTO: Any = "auto"  # Dashboard(run_dir=AUTO): a new folder under ./runs unless the runner has one
+
+
+def _run_dir_html(run_dir: Path | None) -> str:
+    """One line saying where the run's checkpoints go (the full path on hover)."""
+    if run_dir is None:
+        text, full = "checkpoints: none saved (no run folder; Dashboard(run_dir=...) sets one)", ""
+    else:
+        try:
+            shown = os.path.relpath(run_dir)
+        except ValueError:  # another drive
+            shown = str(run_dir)
+        shown = shown if not shown.startswith("..") else str(run_dir)
+        text = f"checkpoints: last.ckpt and best.ckpt written to {shown}/"
+        full = text if shown == str(run_dir) else f"{text} ({run_dir})"
+    escaped = html.escape(text)
+    # the widget's inner box must not grow to the line's width: the line ends in "…", the path on hover
+    return ("<style>.widget-html-content:has(> .ms-dashboard-run-dir){min-width:0;overflow:hidden}</style>"
+            f"<div class='ms-dashboard-run-dir' title='{html.escape(full or text)}' style='color:"
+            "var(--jp-ui-font-color2);font-size:var(--jp-ui-font-size0);white-space:nowrap;overflow:hidden;"
+            f"text-overflow:ellipsis'>{escaped}</div>")
 
 
 # button -> its style while it can be pressed; a disabled button drops its colour so it looks unavailable
@@ -101,8 +138,15 @@ class Dashboard(StaticRendering, w.VBox):
     the run's history and ``Runner.progress()``.
     """
 
-    def __init__(self, runner: Runner, epochs: int = 1, max_updates_per_s: float = 2.0) -> None:
+    def __init__(self, runner: Runner, epochs: int = 1, max_updates_per_s: float = 2.0,
+                 run_dir: str | Path | None = AUTO) -> None:
         self.runner = runner
+        if run_dir is AUTO:  # last.ckpt / best.ckpt by default, in a run folder beside the notebook
+            if runner.run_dir is None:
+                runner.run_dir = default_run_dir(runner.curves.history_obj.label or "run")
+        elif run_dir is not None:
+            runner.run_dir = Path(run_dir)
+        self.run_dir_note = w.HTML(_run_dir_html(runner.run_dir), layout=w.Layout(min_width="0"))
         self._min_interval = 1.0 / max_updates_per_s
         self._last_update = 0.0
         self._note = ""
@@ -112,25 +156,27 @@ class Dashboard(StaticRendering, w.VBox):
         wide = {"description_width": "initial"}  # labels in full: "learning rate", not "learning r…"
         self.device = w.Dropdown(options=list(devices.available), value=devices.current, description="device",
                                  style=wide, layout=w.Layout(width="auto", margin=_NARROW))
-        self.device_note = w.HTML(layout=w.Layout(margin=_NARROW))
+        self.device_note = w.HTML(layout=w.Layout(margin="0", flex="1 1 0", min_width="0", height="36px",
+                                                  overflow="hidden"))
         self.device_note.add_class("ms-dashboard-device-note")
         self.epochs = w.BoundedIntText(value=epochs, min=1, max=10_000, description="epochs", style=wide,
-                                       layout=w.Layout(width="150px", margin=_NARROW))
+                                       layout=w.Layout(width="130px", margin=_NARROW))
         lr = runner.learning_rate()
         shown_lr = float(f"{lr:.6g}") if lr is not None else 0.0  # not float32 noise like 0.0199999
         self.lr = w.FloatText(value=shown_lr, description="learning rate", disabled=lr is None, step=None,
-                              style=wide, layout=w.Layout(width="210px", margin=_NARROW))
+                              style=wide, layout=w.Layout(width="200px", margin=_NARROW))
         self.evaluate_button = w.Button(description="Evaluate", icon="check", tooltip="Evaluate on eval data")
         self.fit_button = w.Button(description="Fine-tune", icon="play", button_style="primary",
                                    tooltip="Train for the epochs above")
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning",
                                     tooltip="Stop after the current step")
         self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress",
-                                        layout=w.Layout(width="auto", flex="0 1 320px"))
-        self.status = w.HTML(value=_status_html("ready"),
-                             layout=w.Layout(flex="1 1 260px", margin="0 0 0 8px"))
+                                        layout=w.Layout(width="auto", flex="0 0 220px"))
+        self.status = w.HTML(value=_status_html("ready"), layout=w.Layout(
+            flex="1 1 0", min_width="0", height="38px", overflow="hidden", margin="0 0 0 8px"))
         self.status.add_class("ms-dashboard-status")
-        self.metrics = w.HTML(value=_table([]), layout=w.Layout(flex="0 0 auto", margin="0 12px 0 0"))
+        self.metrics = w.HTML(value=_table([]), layout=w.Layout(flex="0 0 210px", margin="0 0 0 12px"))
+        self._evaluated: tuple[Any, int | None] = (None, None)  # (runner.last_eval, step when it was taken)
         self.error = w.HTML(value="")
         # fastai's tools: learning-rate finder, gradual unfreezing (fine_tune), interpretation
         self.find_lr_button = w.Button(description="Find LR", icon="search",
@@ -139,7 +185,7 @@ class Dashboard(StaticRendering, w.VBox):
                                          tooltip="Confusion matrix, per-class accuracy, top losses")
         self.freeze_epochs = w.BoundedIntText(
             value=0, min=0, max=10_000, description="unfreeze after", style={"description_width": "initial"},
-            layout=w.Layout(width="150px"),
+            layout=w.Layout(width="150px", margin=_NARROW),
             tooltip="Gradual unfreezing (fastai's fine_tune): train the head alone this many epochs with the "
                     "backbone frozen, then everything at lower, discriminative rates. 0: as the plan says.",
         )
@@ -166,20 +212,27 @@ class Dashboard(StaticRendering, w.VBox):
         runner.add_listener(self._on_event)
         runner.curves.add_listener(self._on_record)
 
+        # Rows that keep their height in every state (a hint or a status of any length takes two lines, no
+        # more, no less), and the buttons, the status line and the chart one after the other, so Stop, the
+        # status and the chart fit one 700 px screen together; the metrics table sits beside the chart when
+        # there is room and under it when not.
         wrap = w.Layout(flex_flow="row wrap", align_items="center")
-        self.device_note.layout.max_width = "460px"
-        device = w.HBox([self.device, self.device_note], layout=wrap)  # why it cannot change, beside it
-        settings = w.HBox([device, self.epochs, self.lr, self.freeze_epochs], layout=wrap)
+        settings = w.HBox([self.epochs, self.lr, self.freeze_epochs], layout=wrap)
+        device = w.HBox([self.device, self.device_note], layout=w.Layout(align_items="center", width="100%"))
+        for button in (self.evaluate_button, self.fit_button, self.stop_button, self.find_lr_button,
+                       self.interpret_button):
+            button.layout = w.Layout(width="auto", margin="2px 6px 2px 0")
         buttons = w.HBox([self.evaluate_button, self.fit_button, self.stop_button, self.find_lr_button,
                           self.interpret_button], layout=wrap)
-        progress = w.HBox([self.progress, self.status], layout=w.Layout(flex_flow="row wrap",
-                                                                        align_items="center", width="100%"))
-        self.curves.layout.flex = "1 1 360px"
+        buttons.add_class("ms-dashboard-buttons")
+        progress = w.HBox([self.progress, self.status], layout=w.Layout(align_items="center", width="100%"))
+        progress.add_class("ms-dashboard-progress")
+        self.curves.layout.flex = "1 1 540px"
         self.curves.layout.min_width = "0"
-        body = w.HBox([self.metrics, self.curves], layout=w.Layout(flex_flow="row wrap", width="100%",
+        body = w.HBox([self.curves, self.metrics], layout=w.Layout(flex_flow="row wrap", width="100%",
                                                                    align_items="flex-start"))
-        super().__init__([settings, buttons, progress, self.error, self.notice, body, self.lr_finder,
-                          self.interpretation])
+        super().__init__([self.run_dir_note, settings, device, buttons, progress, self.error, self.notice,
+                          body, self.lr_finder, self.interpretation])
         self.add_class("ms-dashboard")
         self.refresh()
 
@@ -297,7 +350,7 @@ class Dashboard(StaticRendering, w.VBox):
         if self._note and runner.state == IDLE:  # a tagged cell was asked to run and has not started yet
             text = self._note
         self.status.value = _status_html(text)
-        self.metrics.value = _table(metrics_rows(runner))
+        self.metrics.value = _table(metrics_rows(runner, self._evaluation_step()))
         if progress_only:
             return
         actions = runner.actions()
@@ -315,6 +368,13 @@ class Dashboard(StaticRendering, w.VBox):
                            if runner.learning_rate() is None else "applied when you press Fine-tune")
         self.progress.bar_style = {"stopping": "warning"}.get(runner.state, "danger" if runner.error else "")
         self._refresh_tools(actions)
+
+    def _evaluation_step(self) -> int | None:
+        """The run's step when the runner's last evaluation was taken (noted the first time it is seen)."""
+        if self.runner.last_eval is not self._evaluated[0]:
+            step = self.runner.curves.history_obj.latest().get("step")
+            self._evaluated = (self.runner.last_eval, int(step) if isinstance(step, int | float) else 0)
+        return self._evaluated[1]
 
     def _refresh_tools(self, actions: dict[str, bool]) -> None:
         """The fastai tools' buttons, the runner's notice, and a new finder curve or interpretation."""
@@ -350,8 +410,8 @@ class Dashboard(StaticRendering, w.VBox):
             why = ""
         self.device.tooltip = why or "the device the next run uses"
         self.device_note.value = (
-            f"<span style='color:var(--jp-ui-font-color2);font-size:var(--jp-ui-font-size0)'>"
-            f"{html.escape(why)}</span>" if why else ""
+            f"<div title='{html.escape(why)}' style='color:var(--jp-ui-font-color2);"
+            f"font-size:var(--jp-ui-font-size0);{_TWO_LINES}'>{html.escape(why)}</div>" if why else ""
         )
 
     # -- the static copy -----------------------------------------------------------------------------
@@ -371,7 +431,7 @@ class Dashboard(StaticRendering, w.VBox):
         settings = (f"device {html.escape(str(self.device.value))} · epochs {self.epochs.value} · "
                     f"learning rate {self.lr.value:g}")
         text = progress_text(self.runner.progress(), self.runner.state)
-        parts = [f"<div>{settings}</div>",
+        parts = [self.run_dir_note.value, f"<div>{settings}</div>",
                  f"<div style='font-weight:600;margin:4px 0'>{html.escape(text)}</div>"]
         if self.error.value:
             parts.append(self.error.value)

@@ -117,8 +117,10 @@ class MergeControl(W.HBox):
         self.button.disabled = True
         self.progress.bar_style = ""
         try:
-            self.result = self.checkpoint.merge(
-                self.destination.value, format=self.format.value, progress=self._report
+            from ms_notebook.transfer.merge import merge
+
+            self.result = merge(
+                self.checkpoint, self.destination.value, format=self.format.value, progress=self._report
             )
         except (OSError, ValueError) as exc:  # CheckpointError is a ValueError
             self.progress.bar_style = "danger"

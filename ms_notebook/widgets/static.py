@@ -143,6 +143,9 @@ class StaticRendering:
         return self._bundle_and_metadata()[0]
 
     def _bundle_and_metadata(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        if "ms-widget" not in getattr(self, "_dom_classes", ("ms-widget",)):
+            # the extension's CSS: reopened without a kernel, one "disconnected" sign and one line per widget
+            self.add_class("ms-widget")  # type: ignore[attr-defined]
         view = super()._repr_mimebundle_()  # type: ignore[misc]  # the widget-view bundle
         metadata: dict[str, Any] = {}
         if isinstance(view, tuple):  # anywidget answers (data, metadata)

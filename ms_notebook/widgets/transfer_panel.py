@@ -91,7 +91,8 @@ def blocks_html(plan: TransferPlan, lr: Any = None) -> str:
     )
     return ("<details class='ms-transfer-blocks' style='font-family:var(--jp-ui-font-family)'>"
             f"<summary>{len(rows)} blocks (the steps of Train last n and of discriminative rates)</summary>"
-            "<div style='max-height:14em;overflow:auto'><table style='border-collapse:collapse'>"
+            "<div class='ms-scroll-x' style='max-height:14em;overflow:auto'>"
+            "<table style='border-collapse:collapse;white-space:nowrap'>"
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div></details>")
 
 
@@ -135,12 +136,18 @@ class CodePane(StaticRendering, anywidget.AnyWidget):
     _esm = _STATIC / "code_pane.js"
     _css = _STATIC / "code_pane.css"
     code = traitlets.Unicode("").tag(sync=True)
-    code_html = traitlets.Unicode("").tag(sync=True)  # ``code`` highlighted (set from ``code``)
+    code_html = traitlets.Unicode("").tag(sync=True)  # ``code`` highlighted while the pane is shown, else ""
     title = traitlets.Unicode("").tag(sync=True)
 
     @traitlets.observe("code")
-    def _highlight(self, change: dict[str, Any]) -> None:
-        self.code_html = highlight(change["new"])
+    def _highlight(self, _change: dict[str, Any]) -> None:
+        self.refresh_html()
+
+    def refresh_html(self) -> None:
+        """Highlight ``code`` while the pane is shown; a hidden pane holds none (it is saved with the
+        notebook's widget state: ~18 KB of spans for nothing)."""
+        shown = self.layout.display != "none"
+        self.code_html = highlight(self.code) if shown else ""
 
     def static_html(self) -> str:
         title = f"<div style='color:var(--jp-ui-font-color2,#616161)'>{html.escape(self.title)}</div>"
@@ -245,7 +252,7 @@ class TransferPanel(StaticRendering, W.VBox):
                                              "value_and_grad, train_step and the loop")
         self.code_style.observe(lambda _ch: self._refresh_code(), "value")
         self.message = W.HTML()
-        self.report_view = W.HTML()
+        self.report_view = W.HTML(layout=W.Layout(min_width="0"))  # a wide report scrolls, not widens
         self.code_pane = CodePane(title="The same in plain MindSpore")
         self.code_pane.layout = W.Layout(display="none")
         header = W.HTML(HEADER)
@@ -352,10 +359,11 @@ class TransferPanel(StaticRendering, W.VBox):
             return None
 
     def _refresh_code(self) -> None:
-        self.code_pane.code = self.plan.to_code(optimizer=self.optimizer_code, lr=self._lr_or_none(),
-                                                style=self.code_style.value)
         self.code_pane.layout.display = "" if self.show_code.value else "none"
         self.code_style.layout.display = "" if self.show_code.value else "none"
+        self.code_pane.code = self.plan.to_code(optimizer=self.optimizer_code, lr=self._lr_or_none(),
+                                                style=self.code_style.value)
+        self.code_pane.refresh_html()
 
     @property
     def code(self) -> str:

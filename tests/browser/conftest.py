@@ -15,6 +15,7 @@ Helpers (test modules do ``from .conftest import write_notebook, open_notebook, 
     set_theme(page, light)             JupyterLab Light / Dark, waiting until it applies
     show_file_browser(page, shown)     open or close the left side panel's file browser
     clipped(locator)                   what a person cannot read in it: cut text, overflowing boxes
+    broken_words(locator)              words split over two lines inside it ("varian / ce")
     lab_env(lab)                       the lab's environment (its Jupyter folders), e.g. for `jupyter trust`
 
 Chromium comes from Debian (``make test`` installs it); ``playwright install`` is never used.
@@ -316,7 +317,9 @@ def show_file_browser(page, shown: bool) -> None:
 
 # Elements whose text a person cannot read: content wider than the box that clips it (cut text, "…"), and
 # boxes that stick out of the output area. Inputs scroll their own text and are left out; so is the tree's
-# vertical scroller. Returns [{what, text, scrollWidth, clientWidth}] (empty: nothing is cut).
+# vertical scroller, a box made to scroll sideways (class ms-scroll-x: a wide table, whose own overflow is
+# not "sticking out") and text cut with "…" whose full text shows on hover (its title holds it).
+# Returns [{what, text, scrollWidth, clientWidth}] (empty: nothing is cut).
 _CLIPPED_JS = """
 (root) => {
   const out = [];
@@ -325,21 +328,57 @@ _CLIPPED_JS = """
   for (const el of [root, ...root.querySelectorAll('*')]) {
     if (el.closest('input, textarea, select, svg') && el.tagName !== 'svg') continue;
     if (el.closest('pre')) continue;  // code scrolls sideways, as in any code cell
+    if (el.classList.contains('ms-scroll-x')) continue;  // scrolls sideways by design
+    const inScroller = el.parentElement && el.parentElement.closest('.ms-scroll-x');
     const style = getComputedStyle(el);
     if (style.display === 'none' || style.visibility === 'hidden' || !el.getClientRects().length) continue;
     const box = el.getBoundingClientRect();
     if (box.width === 0 || box.height === 0) continue;
     const name = `${el.tagName.toLowerCase()}.${[...el.classList].join('.')}`;
     const text = (el.innerText || el.textContent || '').trim().slice(0, 60);
-    if (style.overflowX !== 'visible' && el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0)
-      out.push({what: name, text, scrollWidth: el.scrollWidth, clientWidth: el.clientWidth});
-    else if (box.right > limit && !el.closest('.ms-tree-spacer'))
+    const hover = el.title && text && el.title.includes(text.replace(/…$/, ''));  // full text on hover
+    if (style.overflowX !== 'visible' && el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0) {
+      if (!hover) out.push({what: name, text, scrollWidth: el.scrollWidth, clientWidth: el.clientWidth});
+    } else if (box.right > limit && !el.closest('.ms-tree-spacer') && !inScroller)
       out.push({what: name + ' (sticks out)', text, scrollWidth: Math.round(box.right),
                 clientWidth: Math.round(limit)});
   }
   return out;
 }
 """
+
+
+# Words split over two lines: every run of characters without a space, dash or slash in a text node must sit
+# on one line (a table that wraps "block1.bn.moving_variance" letter by letter fails).
+# Returns [{word, lines, where}].
+_BROKEN_WORDS_JS = """
+(root) => {
+  const out = [];
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  const range = document.createRange();
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const parent = node.parentElement;
+    if (!parent || parent.closest('pre, svg, input, textarea, select, script, style')) continue;
+    if (!parent.getClientRects().length) continue;  // not shown (a hidden tab)
+    const text = node.textContent;
+    for (const match of text.matchAll(/[^\\s\\-\u2013\u2014\\/]{2,}/g)) {  // a dash or slash may end a line
+      range.setStart(node, match.index);
+      range.setEnd(node, match.index + match[0].length);
+      const rects = [...range.getClientRects()].filter((r) => r.width > 0);
+      const tops = new Set(rects.map((r) => Math.round(r.top)));
+      if (tops.size > 1)
+        out.push({word: match[0].slice(0, 60), lines: tops.size,
+                  where: `${parent.tagName.toLowerCase()}.${[...parent.classList].join('.')}`});
+    }
+  }
+  return out;
+}
+"""
+
+
+def broken_words(locator) -> list[dict]:
+    """Words split over two lines inside ``locator``'s element (shown parts only); [] when none is."""
+    return locator.evaluate(_BROKEN_WORDS_JS)
 
 
 def clipped(locator) -> list[dict]:

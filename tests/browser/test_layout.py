@@ -1,7 +1,10 @@
 """What a person sees on a projector and on a laptop: the Studio at 1024×700 with the file browser open and
 at 1440×900, in the light and dark themes. Nothing cut (no ``scrollWidth > clientWidth`` where the text is
-clipped, nothing sticking out of the output), chart text at least 11 px, the legend over no plotted point,
-round log-scale ticks, disabled buttons that look disabled. It also takes the README's screenshots."""
+clipped, nothing sticking out of the output), no word broken over two lines (the transfer report's names),
+chart text at least 11 px, the legend over no plotted point, round log-scale ticks, disabled buttons that look
+disabled; at 1024×700 the Run tab's rows keep their place through ready / training / stopped, and Stop, the
+status line and the chart are on screen together; a click on a block row opens it and its statistics show
+beside it. It also takes the README's screenshots."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from .conftest import (
     ARTIFACTS,
+    broken_words,
     cell_output,
     clipped,
     open_notebook,
@@ -29,6 +33,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SETUP = """
 import os
 os.environ.setdefault("GLOG_v", "3")
+os.environ.pop("MS_NOTEBOOK_RUNS", None)  # run folders beside the notebook (in the lab's temporary root)
 import mindspore as ms
 import ms_notebook as msn
 from ms_notebook import demo
@@ -123,6 +128,7 @@ def test_the_studio_fits_a_projector_and_a_laptop_in_both_themes(page, lab, demo
                 content = _tab(studio, title)
                 content.scroll_into_view_if_needed()
                 problems += [f"{where}, {title}: {p}" for p in clipped(studio)]
+                problems += [f"{where}, {title}: word broken over lines {b}" for b in broken_words(studio)]
 
                 if viewport != "1440x900" and not light and title == "Transfer":  # what a projector shows
                     README_SHOTS.mkdir(parents=True, exist_ok=True)
@@ -191,3 +197,85 @@ def test_the_studio_fits_a_projector_and_a_laptop_in_both_themes(page, lab, demo
     # labels in full
     assert "learning rate" in run.inner_text()
     assert not [p for p in clipped(run) if "learning" in p["text"]]
+
+
+# where the Run tab's controls are, relative to the dashboard's top (px), and what the status line says
+_RUN_ROWS_JS = """
+(dash) => {
+  const top = dash.getBoundingClientRect().top;
+  const at = (sel) => { const r = dash.querySelector(sel).getBoundingClientRect();
+                        return [Math.round(r.top - top), Math.round(r.height)]; };
+  const stop = [...dash.querySelectorAll('button')].find((b) => b.textContent.trim() === 'Stop');
+  const s = stop.getBoundingClientRect();
+  return {buttons: at('.ms-dashboard-buttons'), stop: [Math.round(s.top - top), Math.round(s.height)],
+          progress: at('.ms-dashboard-progress'), chart: at('.ms-live-chart'),
+          device: at('.ms-dashboard-device-note')};
+}
+"""
+# whether each element lies wholly inside the notebook's visible area
+_ON_SCREEN_JS = """
+(dash, selectors) => {
+  const scroller = dash.closest('.jp-WindowedPanel-outer') || dash.closest('.jp-Notebook');
+  const view = scroller.getBoundingClientRect();
+  const out = {};
+  for (const [name, sel] of Object.entries(selectors)) {
+    const el = sel === 'Stop'
+      ? [...dash.querySelectorAll('button')].find((b) => b.textContent.trim() === 'Stop')
+      : dash.querySelector(sel);
+    const r = el.getBoundingClientRect();
+    out[name] = r.top >= view.top - 1 && r.bottom <= Math.min(view.bottom, innerHeight) + 1 && r.height > 0;
+  }
+  return out;
+}
+"""
+
+
+def test_run_tab_rows_stay_put_and_stop_status_and_chart_fit_a_projector(page, lab, demo_checkpoint):
+    """1024×700, file browser open: the rows of the Run tab do not move between ready, training and stopped
+    (the device hint and the status take two lines whatever they say), and with Stop at the top of the
+    screen the status line and the chart's loss panel are on screen too. Browse: a click on a block row opens
+    it, and the statistics appear beside the tree, not a screen below it."""
+    write_notebook(lab, "rows.ipynb", [SETUP.replace("studio.runner.fit(2)", "studio.runner.evaluate()")])
+    open_notebook(page, lab, "rows.ipynb")
+    page.wait_for_timeout(1500)
+    run_cell(page, 0, timeout_ms=240_000)
+    studio = cell_output(page, 0).locator(".ms-studio")
+    studio.wait_for(timeout=60_000)
+    page.set_viewport_size({"width": 1024, "height": 700})
+    show_file_browser(page, True)
+    set_theme(page, True)
+
+    browse = _tab(studio, "Browse")
+    row = browse.locator(".ms-tree-row", has_text="block2").first
+    assert row.get_attribute("aria-expanded") == "false"
+    row.locator(".ms-tree-label").click()  # the label, not the twisty
+    wait_for(lambda: browse.locator(".ms-tree-row[aria-expanded='true']", has_text="block2").count(), 30,
+             "the clicked block to open")
+    details = browse.locator(".ms-details-title", has_text="block2")
+    details.wait_for(timeout=30_000)
+    row_box, details_box = browse.locator(".ms-tree-row.ms-selected").bounding_box(), details.bounding_box()
+    assert details_box["x"] > row_box["x"] + 200, (row_box, details_box)  # beside the tree
+    assert abs(details_box["y"] - row_box["y"]) < 250, (row_box, details_box)
+
+    run = dash = _tab(studio, "Run")
+    run.locator("input[type=number]").first.fill("60")  # epochs: long enough to see it training
+    run.locator("input[type=number]").first.press("Tab")
+    ready = dash.evaluate(_RUN_ROWS_JS)
+    stop = run.get_by_role("button", name="Stop")
+    run.get_by_role("button", name="Fine-tune").click()
+    status = run.locator(".ms-dashboard-status-text")
+    wait_for(lambda: "training" in status.inner_text() and "step" in status.inner_text(), 120, "training")
+    page.wait_for_timeout(500)
+    training = dash.evaluate(_RUN_ROWS_JS)
+    page.evaluate("el => el.scrollIntoView({block: 'start'})", stop.element_handle())
+    page.wait_for_timeout(300)
+    seen = dash.evaluate(_ON_SCREEN_JS, {"stop": "Stop", "status": ".ms-dashboard-status-text",
+                                         "chart": "g.ms-panel"})
+    screenshot(page, "run-tab-training-1024")
+    stop.click()
+    wait_for(lambda: run.get_by_role("button", name="Fine-tune").is_enabled(), 120, "the run to stop")
+    page.wait_for_timeout(500)
+    stopped = dash.evaluate(_RUN_ROWS_JS)
+    assert "stopped" in status.inner_text()
+    assert seen == {"stop": True, "status": True, "chart": True}, seen
+    assert ready == training == stopped, (ready, training, stopped)

@@ -52,8 +52,9 @@ class CheckpointSet(Checkpoint):
 
     It is a :class:`Checkpoint` (mapping, tree, stats, DataFrame, compare, diff, TransferPlan all work) whose
     shapes are the full shapes; ``ck[name]`` assembles a sliced value. Besides: ``kind``, ``notes`` (what was
-    chosen and why), ``slices(name)`` (which ranks or files hold which box), ``rank_files``,
-    ``check_replicas()`` and ``merge(dst)``.
+    chosen and why), ``slices(name)`` (which ranks or files hold which box), ``rank_files`` and
+    ``check_replicas()``. Merging into one file is ``ms_notebook.merge(ck, dst)`` (MindSpore glue, in
+    ``transfer/merge.py``: the index never imports that layer).
     """
 
     kind: str
@@ -74,6 +75,9 @@ class CheckpointSet(Checkpoint):
         self.rank_files = info.rank_files
         self.replica_ranks = info.replica_ranks
         self._replicas: ReplicaCheck | None = None
+        ordered = self.tree_order()  # entries and DataFrame as the tree lists them, not in shard order
+        if len(ordered) == len(self.entries):
+            self.entries = list(ordered)
         return self
 
     @property
@@ -134,30 +138,6 @@ class CheckpointSet(Checkpoint):
         self._replicas = result
         self.notes.append(result.describe())
         return result
-
-    # merge ---
-    def merge(
-        self,
-        dst: str | os.PathLike[str],
-        format: str | None = None,
-        *,
-        progress: Progress | None = None,
-        overwrite: bool = False,
-    ) -> Checkpoint:
-        """Write the set as one checkpoint with MindSpore's own tools and open the result.
-
-        ``format``: ``"ckpt"`` or ``"safetensors"`` (one file at ``dst``), or ``"unified"`` (a folder in
-        MindFormers' layout, through ``mindspore.parallel.unified_safetensors``); by default the set's format.
-        Written to a temporary name and renamed, so ``dst`` is never half-written. Needs MindSpore.
-        """
-        from ms_notebook.transfer.merge import merge_set  # MindSpore glue, imported only when merging
-
-        if self.remote is not None:
-            raise CheckpointError(
-                self.path, "merging runs MindSpore's tools on whole files: download the set first, then merge"
-            )
-        self._check_unchanged()
-        return merge_set(self, os.fspath(dst), format=format, progress=progress, overwrite=overwrite)
 
     # text ---
     def summary(self, depth: int | None = 2, group: str | None = None) -> str:

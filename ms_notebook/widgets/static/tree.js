@@ -26,6 +26,7 @@ function render({ model, el: host }) {
   toolbar.append(input, summary);
   const error = el("div", "ms-tree-error");
   const table = el("div", "ms-tree-table"); // scrolls sideways only when even the narrowest layout is too wide
+  table.classList.add("ms-scroll-x");
   const header = el("div", "ms-tree-header");
   const scroll = el("div", "ms-tree-scroll");
   scroll.tabIndex = 0;
@@ -149,8 +150,9 @@ function render({ model, el: host }) {
       }
       div.append(cell);
     }
-    div.addEventListener("click", () => choose(r.id));
-    div.addEventListener("dblclick", () => {
+    // a click on a block selects it and opens (or closes) it: no need to aim at the small twisty
+    div.addEventListener("click", () => {
+      choose(r.id);
       if (r.has_children) send({ type: "expand", id: r.id, expanded: !r.expanded });
     });
     return div;
