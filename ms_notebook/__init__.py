@@ -46,6 +46,18 @@ _EXPORTS: dict[str, str] = {
 __all__ = [*_EXPORTS, "demo"]
 
 
+def _provide_upper_layers() -> None:
+    """Name what the runs layer may use from the layers above it (imported there only when first used)."""
+    from ms_notebook.runs import hooks
+
+    hooks.provide("curve_view", "ms_notebook.widgets.curve_view:CurveView")
+    hooks.provide("transfer_plan", "ms_notebook.transfer.plan:TransferPlan")
+    hooks.provide("transfer_error", "ms_notebook.transfer.plan:TransferError")
+
+
+_provide_upper_layers()
+
+
 def __getattr__(name: str) -> Any:
     if name == "demo":
         return importlib.import_module("ms_notebook.demo")

@@ -30,6 +30,7 @@ import mindspore
 import pandas as pd
 from mindspore.train import Callback, Model
 
+from . import hooks
 from .checkpoints import RunCheckpoints, check_writable
 from .curves import LiveCurves
 from .devices import DeviceError, available_devices, select_device
@@ -459,7 +460,7 @@ class Runner:
     def _phase_plan(self) -> Any:
         """The plan fine_tune freezes and unfreezes: the one given, or one over the network's own weights."""
         if self.plan is None:
-            from ms_notebook.transfer import TransferPlan
+            TransferPlan = hooks.resolve("transfer_plan")
 
             # the network's current weights are "the pretrained ones": everything matches and nothing is read
             self.plan = TransferPlan(self.net, {p.name: p for p in self.net.get_parameters()})
@@ -481,7 +482,7 @@ class Runner:
                                                    jit=self.mode == "graph")
 
     def _fine_tune(self, epochs: int, freeze_epochs: int, lr: float | None, lr_mult: float) -> None:
-        from ms_notebook.transfer.plan import TransferError
+        TransferError = hooks.resolve("transfer_error")
 
         factory = self._factory()
         plan = self._phase_plan()
