@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 8888
 export GLOG_v ?= 3
 
-.PHONY: lab test test-oldest lint bench chromium nginx clean screenshots
+.PHONY: lab test test-oldest lint bench chromium nginx iproute2 clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ nginx:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx-light; }
 
+# iproute2's `ip netns` for the two-machine launch test (a second "machine" as a network namespace).
+iproute2:
+	@command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq iproute2; }
+
 # The demo checkpoint is built once into the user's cache; a copy beside the notebooks opens in the
 # Checkpoint Viewer from the file browser.
 lab: $(VENV)/.installed
@@ -43,7 +49,7 @@ lab: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check ms_notebook tests benchmarks
 
-test: $(VENV)/.installed chromium nginx lint
+test: $(VENV)/.installed chromium nginx iproute2 lint
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 # The MindSpore-facing tests (transfer, runs, launch, set merge and MindSpore's merge references) against the oldest MindSpore the package supports, in a
