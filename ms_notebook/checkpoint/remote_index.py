@@ -24,13 +24,13 @@ from .formats import RawEntry, RawIndex
 from .formats import ckpt as ckpt_format
 from .formats import safetensors as st_format
 from .formats.protowire import Malformed
-from .formats.window import FileChanged
+from .formats.window import FileChanged, Window
 from .remote import FIRST_READ, Cost, RemoteSource, Transport, is_url, redact, transport_for
 
 _MAX_INDEX_BYTES = 256 << 20
 
 
-class RemoteWindow:
+class RemoteWindow(Window):
     """The ``.ckpt`` walk's window (``formats.window.Window``'s interface) over a remote object: a miss is one
     ranged request, growing while reads follow each other; ``fetch_ahead`` (the prefetcher's hook) requests
     predicted header ranges concurrently and keeps them until the walk passes them."""
@@ -51,11 +51,7 @@ class RemoteWindow:
         self._starts: list[int] = []  # prefetched blocks, by start
         self._blocks: list[bytes] = []
 
-    @property
-    def limit(self) -> int:
-        return self.base + self.valid
-
-    def _prefetched(self, pos: int, end: int) -> bool:
+    def _held(self, pos: int, end: int) -> bool:
         """Serve ``[pos, end)`` from a prefetched block (dropping the blocks the walk has passed)."""
         while self._starts and self._starts[0] + len(self._blocks[0]) <= pos:
             self._starts.pop(0)
@@ -66,44 +62,20 @@ class RemoteWindow:
             return True
         return False
 
-    def _held(self, lo: int, hi: int) -> bool:
+    def _prefetched_range(self, lo: int, hi: int) -> bool:
         i = bisect.bisect_right(self._starts, lo) - 1
         return i >= 0 and hi <= self._starts[i] + len(self._blocks[i])
 
-    def cover(self, pos: int, n: int) -> tuple[bytes, int]:
-        end = min(pos + n, self.size)
-        if self.base <= pos and end <= self.base + self.valid:
-            return self.buf, self.base
-        if self._prefetched(pos, end):
-            return self.buf, self.base
-        sequential = self.base <= pos <= self.base + self.valid + 4096
-        self._next = min(self._next * 2, self.MAX) if sequential else self.MIN
-        want = min(max(n, self._next), self.size - pos)
-        if want < 0:
-            raise FileChanged(f"byte {pos} is past the end of the file")
+    def _load(self, pos: int, want: int) -> None:
         data = self.source.read(pos, pos + want) if want else b""
         self.buf, self.base, self.valid = data, pos, len(data)
-        return self.buf, self.base
-
-    def byte(self, pos: int) -> int:
-        if pos >= self.size:
-            raise FileChanged(f"byte {pos} is past the end of the file")
-        buf, base = self.cover(pos, 1)
-        return buf[pos - base]
-
-    __getitem__ = byte
-
-    def read(self, pos: int, n: int) -> bytes:
-        buf, base = self.cover(pos, n)
-        start = pos - base
-        return bytes(buf[start : start + min(n, self.size - pos)])
 
     def fetch_ahead(self, ranges: Sequence[tuple[int, int]]) -> None:
         """Request these byte ranges now, concurrently (``HeaderPrefetch``'s predictions)."""
         wanted: list[tuple[int, int]] = []
         for lo, hi in ranges:
             hi = min(hi, self.size)
-            if lo >= hi or self.base <= lo < hi <= self.limit or self._held(lo, hi):
+            if lo >= hi or self.base <= lo < hi <= self.limit or self._prefetched_range(lo, hi):
                 continue
             if wanted and lo - wanted[-1][1] <= self.GAP:  # a small gap costs less than another request
                 wanted[-1] = (wanted[-1][0], max(hi, wanted[-1][1]))

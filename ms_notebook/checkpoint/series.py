@@ -19,9 +19,7 @@ from __future__ import annotations
 import glob
 import math
 import os
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +32,7 @@ from .errors import Cancelled, CheckpointError
 from .index import Checkpoint, open_checkpoint
 from .series_order import SUFFIXES, name_step, parse_names, sort_key, steps_per_epoch
 from .stats import TensorStats, compute_histogram, summarize
+from .summaries import SummaryCache
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,33 +43,6 @@ CHUNK = reader.CHUNK_ELEMENTS  # elements per chunk of a streamed value
 STEP_NAMES = ("step_num", "step", "cur_step_num", "global_step")  # where a file may store its global step
 Progress = Callable[[float, str], None]
 _STAT_FIELDS = ("count", "mean", "std", "min", "max", "mean_abs", "zero_fraction", "nan_count", "inf_count")
-
-
-class _Cache:
-    """A bounded, thread-safe LRU of small results."""
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Any:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: Hashable, value: Any) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +69,9 @@ class _Change:
         return 0.0 if self.diff_sq == 0 else math.inf
 
 
-FIGURES = _Cache(1 << 18)  # (file stamps, name) -> _Figures
-CHANGES = _Cache(1 << 18)  # (stamps a, stamps b, name) -> _Change
-HISTOGRAMS = _Cache(1 << 12)  # (file stamps, name, bins, range) -> counts
+FIGURES = SummaryCache(1 << 18)  # (file stamps, name) -> _Figures
+CHANGES = SummaryCache(1 << 18)  # (stamps a, stamps b, name) -> _Change
+HISTOGRAMS = SummaryCache(1 << 12)  # (file stamps, name, bins, range) -> counts
 
 
 def _stamps(ck: Checkpoint, name: str) -> tuple:
@@ -317,15 +289,21 @@ class CheckpointSeries:
             for step, ck in zip(self.steps, self.checkpoints, strict=True):
                 if name not in ck._info_by_name:
                     continue
-                fig = FIGURES.get((_stamps(ck, name), name))
-                if fig is None:  # evicted meanwhile (a huge series): compute it again
-                    self._one(ck, name, [])
-                    fig = FIGURES.get((_stamps(ck, name), name))
+                fig = self._figures_of(ck, name)
                 rows.append(
                     {"name": name, "step": step, "path": ck.path, **fig.stats.to_dict(), "l2": fig.l2}
                 )
         cols = ["name", "step", "path", *_STAT_FIELDS, "l2"]
         return pd.DataFrame(rows, columns=cols)
+
+    def _figures_of(self, ck: Checkpoint, name: str) -> _Figures:
+        """``name``'s figures in ``ck``, from the cache (computed again if a huge series evicted them)."""
+        key = (_stamps(ck, name), name)
+        found = FIGURES.get(key)
+        if found is None:
+            self._one(ck, name, [])
+            found = FIGURES.get(key)
+        return found
 
     def _change_of(self, a: Checkpoint | None, b: Checkpoint, name: str) -> _Change | None:
         if a is None:
@@ -376,7 +354,7 @@ class CheckpointSeries:
             for step, ck, prev, first in self._pairs(name):
                 cp = self._change_of(prev, ck, name)
                 cf = self._change_of(first, ck, name) if first is not None else _Change(0.0, 1.0)
-                fig = FIGURES.get((_stamps(ck, name), name))
+                fig = self._figures_of(ck, name)
                 rows.append(
                     {
                         "name": name,
@@ -453,7 +431,7 @@ class CheckpointSeries:
                         },
                     )
                     row["tensors"] += 1
-                    fig = FIGURES.get((_stamps(ck, name), name))
+                    fig = self._figures_of(ck, name)
                     if fig is not None:
                         row["sq"] += fig.l2**2
                         row["nan_count"] += fig.stats.nan_count

@@ -24,7 +24,7 @@ from mindspore.train import Callback
 from . import hooks
 from .history import History, clean_record, read_jsonl
 from .plotting import render_png
-from .recorder import Recorder, scalar
+from .recorder import Recorder, as_number, scalar
 
 Overlay = "LiveCurves | History | pd.DataFrame | str | Path"
 
@@ -226,7 +226,7 @@ class LiveCurves(Recorder, Callback):
             # Loss metric for every batch), so it is not recorded; the "loss" metric gives the real eval loss.
             if name == "eval_loss":
                 continue
-            values[f"eval_{name}"] = _number(value)
+            values[f"eval_{name}"] = as_number(value)
         self._record_epoch(self._epoch_offset + int(cb_params.cur_epoch_num),
                            self._step_offset + int(cb_params.cur_step_num), values)
 
@@ -238,7 +238,7 @@ class LiveCurves(Recorder, Callback):
         if total and int(getattr(cb_params, "cur_step_num", 0) or 0) < total:
             return  # a stopped evaluation covers part of the data: not a point on the curves
         latest = self.history_obj.latest()
-        values = {f"eval_{k}": _number(v) for k, v in (cb_params.get("metrics") or {}).items()}
+        values = {f"eval_{k}": as_number(v) for k, v in (cb_params.get("metrics") or {}).items()}
         epoch, step = latest.get("epoch") or 0, latest.get("step") or 0
         self._emit({"type": "epoch", "epoch": epoch, "step": step, **values})
 
@@ -252,13 +252,6 @@ class LiveCurves(Recorder, Callback):
                                 int(cb_params.cur_step_num))
             if handshake.stopped:
                 raise SystemExit(0)  # stopped on request: the rest of the script does not run
-
-
-def _number(value: Any) -> Any:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return value
 
 
 MAX_LINE_BYTES = 16 * 1024 * 1024  # a "line" longer than this without a newline is dropped as bad

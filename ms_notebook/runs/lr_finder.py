@@ -33,6 +33,7 @@ import pandas as pd
 from mindspore.train import Callback
 
 from .inplace import assign
+from .recorder import scalar
 
 _render_lock = threading.Lock()  # matplotlib is not thread-safe: the Dashboard may draw from two threads
 
@@ -254,10 +255,7 @@ class LRRamp(Callback):
         self._set(self.rates[min(len(self.lrs), len(self.rates) - 1)])
 
     def on_train_step_end(self, run_context: Any) -> None:
-        outputs = run_context.original_args().net_outputs
-        if isinstance(outputs, tuple | list):
-            outputs = outputs[0]
-        loss = float(outputs.asnumpy()) if hasattr(outputs, "asnumpy") else float(outputs)
+        loss = scalar(run_context.original_args().net_outputs)
         n = len(self.lrs) + 1
         self.lrs.append(self.rates[n - 1])
         self.losses.append(loss)

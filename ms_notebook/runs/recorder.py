@@ -133,6 +133,7 @@ class Recorder:
         self._functional_run = False  # the run was begun by log()/steps(): a `with` block ends it
         self._rearm: Any = _no_rearm  # puts the loop's SIGINT handler back after MindSpore ran a step
         self._foreground_steps = False  # steps() runs on the main thread: an interrupt is a Stop there
+        self._job_saved = False  # this rank's last.ckpt of a launch job is written
 
     # -- readers -------------------------------------------------------------------------------------
     @property
@@ -359,7 +360,7 @@ class Recorder:
         number = math.nan if loss is None else scalar(loss)
         step_number = self._step + 1 if step is None else int(step)
         lr = values.pop("lr", None)
-        extra = {key: _number(value) for key, value in values.items()}
+        extra = {key: as_number(value) for key, value in values.items()}
         self._logged = True
         self._rearm()
         self._record_step(number, self._epoch, step_number, None if lr is None else scalar(lr), extra)
@@ -375,7 +376,7 @@ class Recorder:
             self._epoch = self._epoch_offset + int(epoch)
         elif self._epoch_closed:  # log_epoch() without steps in between: a new epoch of its own
             self._open_epoch(None)
-        values = {key: _number(value) for key, value in metrics.items()}
+        values = {key: as_number(value) for key, value in metrics.items()}
         finite = [loss for loss in self._epoch_losses if math.isfinite(loss)]
         if "train_loss" not in values and finite:
             values["train_loss"] = sum(finite) / len(finite)
@@ -392,7 +393,7 @@ class Recorder:
         second interrupt raises ``KeyboardInterrupt`` as usual.
         """
         size = int(total) if total is not None else dataset_length(iterable)
-        if size and size != self._steps_per_epoch:
+        if size:
             self._steps_per_epoch = size
         self._ensure_running()
         if self._steps_per_epoch:
@@ -438,7 +439,7 @@ class Recorder:
             self._end_run(status)
         self._close_log()
         handshake = self._handshake
-        if handshake is not None and self.net is not None and not getattr(self, "_job_saved", False):
+        if handshake is not None and self.net is not None and not self._job_saved:
             self._job_saved = True
             handshake.save_last(self.net, self._epoch, self._step)
         if handshake is not None and handshake.stopped:
@@ -511,7 +512,8 @@ def _no_rearm() -> None:
     return None
 
 
-def _number(value: Any) -> Any:
+def as_number(value: Any) -> Any:
+    """``scalar(value)`` where it is one number, else the value unchanged (a metric that is not a number)."""
     try:
         return scalar(value)
     except (TypeError, ValueError):

@@ -36,6 +36,7 @@ from .curves import LiveCurves
 from .devices import DeviceError, available_devices, select_device
 from .inplace import assign
 from .progress import RunProgress
+from .recorder import scalar
 
 IDLE, EVALUATING, TRAINING, STOPPING = "idle", "evaluating", "training", "stopping"
 FINDING_LR = "finding lr"
@@ -62,12 +63,6 @@ class EvalResult(dict):
         return f"{dict.__repr__(self)}{note}"
 
 
-def _loss_value(outputs: Any) -> float:
-    if isinstance(outputs, tuple | list):
-        outputs = outputs[0]
-    return float(outputs.asnumpy()) if hasattr(outputs, "asnumpy") else float(outputs)
-
-
 class _Control(Callback):
     """Training-thread hooks: honour stop requests after the current step and keep progress counters."""
 
@@ -90,7 +85,7 @@ class _Control(Callback):
         runner = self.runner
         runner._progress.step_ends()
         cb_params = run_context.original_args()
-        loss = _loss_value(cb_params.net_outputs)
+        loss = scalar(cb_params.net_outputs)
         if not math.isfinite(loss):
             runner._nonfinite.append({
                 "epoch": int(cb_params.cur_epoch_num), "step": int(cb_params.cur_step_num),

@@ -7,6 +7,7 @@ Provided to ``runs/curves.py`` by name from the top package (``ms_notebook/__ini
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import re
 import threading
@@ -30,8 +31,9 @@ def _in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+@functools.cache
 def _kernel_id() -> str:
-    """This kernel's id (from its connection file's name), or "" outside a Jupyter kernel."""
+    """This kernel's id (its connection file's name), or "" outside a kernel; fixed per process."""
     try:
         from ipykernel.connect import get_connection_file
 
@@ -91,8 +93,9 @@ class CurveView:
         chart.standalone = not self.embedded
         chart.status = curves.state or ""
         shown = curves.state and not self.embedded  # an embedding widget shows progress itself
-        chart.progress = progress_line(curves.progress_obj.snapshot()) if shown else ""
-        chart.fraction = float(curves.progress_obj.snapshot().get("fraction") or 0.0)
+        progress = curves.progress_obj.snapshot()
+        chart.progress = progress_line(progress) if shown else ""
+        chart.fraction = float(progress.get("fraction") or 0.0)
         chart.stoppable = bool(curves.stop_button and not self.embedded and curves._training)
         chart.notice = curves.notice or ""
         # A loop running in the foreground cell keeps the kernel busy: comm messages (the button's own) wait

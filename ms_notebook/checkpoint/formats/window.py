@@ -144,20 +144,28 @@ class Window:
         Only ``[base, limit)`` of the buffer is valid: bytes past it are left over from earlier reads.
         """
         end = min(pos + n, self.size)
-        if self.base <= pos and end <= self.base + self.valid:
+        if (self.base <= pos and end <= self.base + self.valid) or self._held(pos, end):
             return self.buf, self.base
         sequential = self.base <= pos <= self.base + self.valid + 4096  # inside or just after this window
         self._next = min(self._next * 2, self.MAX) if sequential else self.MIN
         want = min(max(n, self._next), self.size - pos)
         if want < 0:
             raise FileChanged(f"byte {pos} is past the end of the file")
+        self._load(pos, want)
+        return self.buf, self.base
+
+    def _held(self, pos: int, end: int) -> bool:
+        """Whether ``[pos, end)`` is held elsewhere (then made the window); a file window holds no more."""
+        return False
+
+    def _load(self, pos: int, want: int) -> None:
+        """Make the window ``want`` bytes of the file from ``pos``."""
         if len(self.buf) < want:
             self.buf = bytearray(max(want, 2 * len(self.buf)))
         got = os.preadv(self.fd, [memoryview(self.buf)[:want]], pos) if want else 0
         if got != want:
             raise FileChanged("the file ended early: it was truncated while it was being read")
         self.base, self.valid = pos, want
-        return self.buf, self.base
 
     def byte(self, pos: int) -> int:
         if pos >= self.size:
